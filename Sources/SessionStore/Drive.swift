@@ -1,0 +1,339 @@
+// A drive held by this process: a recorder, or an image file standing in for
+// one. Its libburn handle lives in the library state (under the library lock),
+// so `Drive` itself is a plain Sendable value-like reference.
+
+import CIsoburn
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The libburn side of a held drive. Touched only under the library lock.
+final class DriveHandle {
+    let infos: UnsafeMutablePointer<burn_drive_info>
+    let libburnAddress: String
+    let acquireFlags: Int32
+
+    init(infos: UnsafeMutablePointer<burn_drive_info>, libburnAddress: String, acquireFlags: Int32) {
+        self.infos = infos
+        self.libburnAddress = libburnAddress
+        self.acquireFlags = acquireFlags
+    }
+
+    var drive: OpaquePointer { infos[0].drive }
+
+    /// 1 a real MMC drive, 2 a read-write image, 4 a read-only image.
+    var role: Int32 { burn_drive_get_drive_role(drive) }
+}
+
+public final class Drive: Sendable {
+    public let address: DriveAddress
+    /// For image files: the size of the medium they stand for (the spec's `--capacity`).
+    public let capacity: UInt64?
+    let id: Int
+
+    /// Acquire flags: bit2 truncates an image file's garbage tail (left by an
+    /// interrupted write) when a write begins; bits 5 and 6 stop libisofs from
+    /// importing ACLs and xattrs of host files, which isofuse sets itself.
+    private static let acquireFlags: Int32 = 4 | 32 | 64
+
+    /// Takes the drive. A missing image file is a blank medium; an image file
+    /// the user may not write is opened read-only.
+    public init(_ address: DriveAddress, capacity: UInt64? = nil) throws(IsofuseError) {
+        self.address = address
+        self.capacity = capacity
+        let recorder = address.kind == .recorder
+        let flags = Self.acquireFlags | (recorder ? 1 : 0)   // bit0: close the tray
+        id = try Libburnia.withLibrary { state throws(IsofuseError) -> Int in
+            if recorder {
+                // Exclusive open, so that no other burner or automounter writes meanwhile.
+                burn_preset_device_open(1, 0, 0)
+            }
+            burn_allow_drive_role_4(1)
+            var infos: UnsafeMutablePointer<burn_drive_info>?
+            let ret = withMutableCString(address.libburnAddress) { isoburn_drive_aquire(&infos, $0, flags) }
+            guard ret == 1, let infos else {
+                let messages = Libburnia.drainMessages()
+                let worst = messages.filter { $0.severity >= .sorry }.last?.text ?? "no drive answers"
+                let busy = messages.contains { $0.osErrno == EBUSY } || worst.contains("busy")
+                throw IsofuseError(busy ? .driveBusy : .driveNotFound, "cannot open \(address): \(worst)")
+            }
+            _ = Libburnia.drainMessages()
+            let id = state.nextDriveID
+            state.nextDriveID += 1
+            state.drives[id] = DriveHandle(infos: infos, libburnAddress: address.libburnAddress,
+                                          acquireFlags: Self.acquireFlags)
+            return id
+        }
+    }
+
+    deinit { release(eject: false) }
+
+    /// Gives the drive back (and ejects its tray if asked). Later calls fail; a second release does nothing.
+    public func release(eject: Bool) {
+        _ = try? Libburnia.withLibrary { state throws(IsofuseError) in
+            guard let handle = state.drives.removeValue(forKey: id) else { return }
+            isoburn_drive_release(handle.drive, eject ? 1 : 0)
+            burn_drive_info_free(handle.infos)
+            _ = Libburnia.drainMessages()
+        }
+    }
+
+    /// Runs `body` with this drive's handle, under the library lock.
+    func withHandle<R: Sendable>(_ body: (DriveHandle) throws(IsofuseError) -> R) throws(IsofuseError) -> R {
+        try Libburnia.withLibrary { state throws(IsofuseError) -> R in
+            guard let handle = state.drives[id] else {
+                throw IsofuseError(.invalidArgument, "\(address) was released")
+            }
+            return try body(handle)
+        }
+    }
+
+    // MARK: The medium
+
+    /// The medium's type, state, sessions and free space, read now.
+    public func medium() throws(IsofuseError) -> MediumInfo {
+        try withHandle { handle throws(IsofuseError) in try mediumInfo(handle) }
+    }
+
+    func mediumInfo(_ handle: DriveHandle) throws(IsofuseError) -> MediumInfo {
+        let d = handle.drive
+        let discStatus = isoburn_disc_get_status(d)
+        if discStatus == BURN_DISC_EMPTY {
+            throw IsofuseError(.noMedium, "\(address): no medium in the drive")
+        }
+        if discStatus == BURN_DISC_UNREADY || discStatus == BURN_DISC_UNSUITABLE {
+            throw IsofuseError(.unsuitableMedium, Libburnia.reason("\(address): the medium cannot be used"))
+        }
+        var profileNumber: Int32 = 0
+        var profileName = [CChar](repeating: 0, count: 80)
+        burn_disc_get_profile(d, &profileNumber, &profileName)
+        let profile = MediumProfile(code: profileNumber, name: string(profileName))
+        let sessions = try tableOfContents(handle)
+
+        var status: MediumStatus
+        switch discStatus {
+        case BURN_DISC_BLANK: status = .blank
+        case BURN_DISC_APPENDABLE: status = .appendable
+        default: status = profile.isROM ? .rom : .closed
+        }
+        if handle.role == 4 { status = .rom }
+        if status == .blank, address.kind == .image, try !imageLooksBlank() {
+            throw IsofuseError(.corruptMedium, "\(address) is not an ISO 9660 image (it holds data but no session isofuse can read)")
+        }
+        if status != .blank, sessions.isEmpty {
+            throw IsofuseError(.corruptMedium, "\(address): the medium holds no readable ISO 9660 session")
+        }
+
+        var lba: Int32 = 0, nwa: Int32 = 0
+        if isoburn_disc_track_lba_nwa(d, nil, 0, &lba, &nwa) != 1 { nwa = 0 }
+        var free: UInt64 = 0
+        if status == .blank || status == .appendable {
+            if let capacity {
+                let used = UInt64(max(0, nwa)) * 2048
+                free = capacity > used ? capacity - used : 0
+            } else {
+                free = UInt64(max(0, isoburn_disc_available_space(d, nil)))
+            }
+        }
+        _ = Libburnia.drainMessages()
+        let info = handle.infos[0]
+        return MediumInfo(
+            address: address, profile: profile, status: status, sessions: sessions,
+            nextWritableBlock: UInt32(max(0, nwa)), freeBytes: free,
+            isOverwritable: isoburn_needs_emulation(d) == 1,
+            driveName: [tupleString(info.vendor), tupleString(info.product)]
+                .filter { !$0.isEmpty }.joined(separator: " "))
+    }
+
+    /// A blank image is absent, empty, zeros where a session's head would be
+    /// (a file made with `truncate -s 25G` to stand for an empty BD), or
+    /// blanked by libisoburn (which turns the volume descriptors' "CD001" into
+    /// "CDXX1"). Anything else would be overwritten by the first commit, so it is refused.
+    private func imageLooksBlank() throws(IsofuseError) -> Bool {
+        guard access(address.path.string, F_OK) == 0 else { return true }
+        let reader = try ImageFileReader(path: address.path)
+        return try withScratchBuffer(byteCount: 96 * 1024) { head throws(IsofuseError) in
+            let n = try reader.readFully(into: head, at: 0)
+            let descriptor = 16 * 2048
+            return head[..<n].allSatisfy { $0 == 0 }
+                || (n > descriptor + 6 && head[descriptor + 1..<descriptor + 6].elementsEqual("CDXX1".utf8))
+        }
+    }
+
+    /// The sessions, like `xorriso -toc`: from the drive's TOC, or from the
+    /// chain of session heads libisoburn finds on emulated media.
+    private func tableOfContents(_ handle: DriveHandle) throws(IsofuseError) -> [SessionInfo] {
+        let d = handle.drive
+        guard let disc = isoburn_toc_drive_get_disc(d) else { return [] }
+        defer { isoburn_toc_disc_free(disc) }
+        var count: Int32 = 0
+        guard let list = isoburn_toc_disc_get_sessions(disc, &count) else { return [] }
+        var sessions: [SessionInfo] = []
+        for i in 0..<Int(count) {
+            var trackCount: Int32 = 0
+            guard let session = list[i], let tracks = isoburn_toc_session_get_tracks(session, &trackCount),
+                  trackCount > 0, let track = tracks[0] else { continue }
+            var entry = burn_toc_entry()
+            isoburn_toc_track_get_entry(track, &entry)
+            if entry.control & 7 < 4 { continue }   // an audio track
+            var start = entry.extensions_valid & 1 != 0
+                ? entry.start_lba : burn_msf_to_lba(Int32(entry.pmin), Int32(entry.psec), Int32(entry.pframe))
+            var blocks = entry.extensions_valid & 1 != 0 ? entry.track_blocks : 0
+            var volumeID = [CChar](repeating: 0, count: 33)
+            var emulatedStart: Int32 = 0, emulatedBlocks: Int32 = 0
+            if isoburn_toc_track_get_emul(track, &emulatedStart, &emulatedBlocks, &volumeID, 0) == 1 {
+                start = emulatedStart
+                blocks = emulatedBlocks
+            }
+            var head = [CChar](repeating: 0, count: 65536)
+            var headBlocks: Int32 = 0
+            guard isoburn_read_iso_head(d, start, &headBlocks, &head, 2) > 0 else { continue }
+            if blocks <= 0 { blocks = headBlocks }
+            let headBytes = head.map { UInt8(bitPattern: $0) }
+            let descriptor = VolumeDescriptor(head: headBytes)
+            sessions.append(SessionInfo(
+                number: sessions.count + 1, startBlock: UInt32(start), blocks: UInt32(blocks),
+                volumeID: descriptor?.volumeID ?? string(volumeID),
+                creationTime: descriptor?.creationTime,
+                headDigest: headBytes.withUnsafeBytes { MD5.digest($0) }))
+        }
+        _ = Libburnia.drainMessages()
+        return sessions
+    }
+
+    // MARK: Trees
+
+    /// The tree of session `number` (1 the oldest), or of the newest session.
+    /// A blank medium has an empty tree. With `checkingTags` (the default) a
+    /// tree whose checksum tags do not match is refused as corrupt.
+    public func loadTree(session number: Int? = nil, checkingTags: Bool = true) throws(IsofuseError) -> Tree {
+        try withHandle { handle throws(IsofuseError) in
+            let medium = try mediumInfo(handle)
+            var session: SessionInfo? = medium.sessions.last
+            if let number {
+                guard medium.sessions.indices.contains(number - 1) else {
+                    throw IsofuseError(.notFound, "\(address) has no session \(number) (it has \(medium.sessions.count))")
+                }
+                session = medium.sessions[number - 1]
+            }
+            let image = try readImage(handle, session: number, checkingTags: checkingTags)
+            let tree = TreeLoader(image: image, session: session).load()
+            iso_image_unref(image)
+            detachImage(handle)
+            return tree
+        }
+    }
+
+    /// Loads a session's libisofs image (the newest when `session` is nil);
+    /// the caller owns one reference.
+    func readImage(_ handle: DriveHandle, session: Int?, checkingTags: Bool = true) throws(IsofuseError) -> OpaquePointer {
+        let d = handle.drive
+        let mode: Int32 = session == nil ? 0 : 1
+        withMutableCString(session.map(String.init) ?? "0") { _ = isoburn_set_msc1(d, mode, $0, 0) }
+        var options: OpaquePointer?
+        isoburn_ropt_new(&options, 0)
+        defer { isoburn_ropt_destroy(&options, 0) }
+        isoburn_ropt_set_extensions(options, isoburn_ropt_noiso1999 | (checkingTags ? 0 : isoburn_ropt_nomd5tag))
+        var image: OpaquePointer?
+        let ret = isoburn_read_image(d, options, &image)
+        guard ret > 0, let image else {
+            let which = session.map { "session \($0)" } ?? "the newest session"
+            if ret == isofuse_err_sb_tree_corrupted() {
+                _ = Libburnia.drainMessages()
+                throw IsofuseError(.corruptMedium, "\(address): checksum mismatch in the directory tree of \(which)")
+            }
+            throw IsofuseError(.corruptMedium, Libburnia.reason("\(address): cannot read the directory tree of \(which)"))
+        }
+        _ = Libburnia.drainMessages()
+        return image
+    }
+
+    /// Replaces the drive's loaded image by an empty one, so that a big
+    /// libisofs tree does not stay in memory beside the compact copy, and
+    /// gives the freed memory back to the system.
+    func detachImage(_ handle: DriveHandle) {
+        var empty: OpaquePointer?
+        if isoburn_read_image(nil, nil, &empty) > 0, let empty {
+            isoburn_attach_image(handle.drive, empty)
+        }
+        _ = Libburnia.drainMessages()
+        isofuse_return_free_memory()
+    }
+
+    // MARK: Reading
+
+    /// A reader of this medium's bytes: `pread` on the image file, or libburn
+    /// with a tile cache for a recorder.
+    public func makeReader() throws(IsofuseError) -> any MediumReader {
+        switch address.kind {
+        case .image: try ImageFileReader(path: address.path)
+        case .recorder: DriveBlockReader(drive: self)
+        }
+    }
+
+    /// Reads whole blocks of a recorder through libburn (fewer at the medium's end).
+    func readBlocks(at byteOffset: UInt64, byteCount: Int) throws(IsofuseError) -> [UInt8] {
+        try withHandle { handle throws(IsofuseError) in try readBlocks(handle, at: byteOffset, byteCount: byteCount) }
+    }
+
+    func readBlocks(_ handle: DriveHandle, at byteOffset: UInt64, byteCount: Int) throws(IsofuseError) -> [UInt8] {
+        var data = [UInt8](repeating: 0, count: byteCount)
+        var count: off_t = 0
+        // bit1: no error message of its own; we report.
+        let ret = data.withUnsafeMutableBytes { buffer in
+            burn_read_data(handle.drive, off_t(byteOffset), buffer.baseAddress!.assumingMemoryBound(to: CChar.self),
+                           off_t(byteCount), &count, 2)
+        }
+        guard ret > 0 || count > 0 else {
+            throw IsofuseError(.readError, Libburnia.reason("\(address): cannot read block \(byteOffset / 2048)"))
+        }
+        data.removeLast(byteCount - Int(count))
+        return data
+    }
+}
+
+/// The primary volume descriptor inside a session's first 64 KiB.
+struct VolumeDescriptor {
+    var volumeID: String
+    var creationTime: Int64?
+
+    init?(head: [UInt8]) {
+        let pvd = 16 * 2048
+        guard head.count >= pvd + 2048, head[pvd] == 1,
+              Array(head[pvd + 1..<pvd + 6]) == Array("CD001".utf8) else { return nil }
+        let idBytes = head[pvd + 40..<pvd + 72]
+        volumeID = String(decoding: idBytes, as: UTF8.self).trimmingTrailingSpaces()
+        creationTime = Self.decodeDate(head[pvd + 813..<pvd + 830])
+    }
+
+    /// "YYYYMMDDhhmmsscc" in ASCII, then the offset from GMT in 15-minute units.
+    static func decodeDate(_ field: ArraySlice<UInt8>) -> Int64? {
+        let digits = field.prefix(14).map { Int($0) - 48 }
+        guard digits.count == 14, digits.allSatisfy({ (0...9).contains($0) }) else { return nil }
+        func number(_ range: Range<Int>) -> Int32 { Int32(range.reduce(0) { $0 * 10 + digits[$1] }) }
+        var t = tm()
+        t.tm_year = number(0..<4) - 1900
+        t.tm_mon = number(4..<6) - 1
+        t.tm_mday = number(6..<8)
+        t.tm_hour = number(8..<10)
+        t.tm_min = number(10..<12)
+        t.tm_sec = number(12..<14)
+        guard t.tm_year > 0 else { return nil }
+        let offset = Int64(Int8(bitPattern: field[field.startIndex + 16])) * 15 * 60
+        return Int64(timegm(&t)) - offset
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        String(self[..<(lastIndex { $0 != " " && $0 != "\0" }.map { index(after: $0) } ?? startIndex)])
+    }
+}
+
+/// A fixed C char array imported as a tuple, as a String.
+func tupleString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self).trimmingTrailingSpaces()
+    }
+}
