@@ -45,12 +45,11 @@ let package = Package(
                           dependencies: ["SessionStore", .product(name: "SystemPackage", package: "swift-system")],
                           swiftSettings: strict),
 
-        // Also runs the built isofuse executable (the medium commands).
-        .testTarget(name: "SessionStoreTests",
-                    dependencies: ["SessionStore", "isofuse", .product(name: "SystemPackage", package: "swift-system")],
-                    swiftSettings: strict),
-        .testTarget(name: "StageTests",
-                    dependencies: ["Stage", "SessionStore", .product(name: "SystemPackage", package: "swift-system")],
+        // Real images made by xorriso and genisoimage, judged by xorriso; also
+        // runs the built isofuse executable.
+        .testTarget(name: "IsofuseTests",
+                    dependencies: ["SessionStore", "Stage", "isofuse",
+                                   .product(name: "SystemPackage", package: "swift-system")],
                     swiftSettings: strict),
     ]
 )

@@ -10,7 +10,7 @@
 // libisofs' own tree costs ~700 bytes a node; this one about a sixth of that.
 
 /// A node of a `Tree`: its index. Stable for the life of the tree.
-public struct NodeID: Hashable, Sendable, Comparable {
+public struct NodeID: Hashable, Sendable, Comparable, Codable {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     public static let root = NodeID(rawValue: 0)
@@ -18,7 +18,7 @@ public struct NodeID: Hashable, Sendable, Comparable {
     var index: Int { Int(rawValue) }
 }
 
-public enum NodeKind: UInt8, Sendable {
+public enum NodeKind: UInt8, Sendable, Codable {
     case directory, regularFile, symlink, fifo, characterDevice, blockDevice, socket
 }
 
@@ -33,7 +33,7 @@ public struct Extent: Hashable, Sendable {
 }
 
 /// Seconds and nanoseconds since 1970 UTC.
-public struct Timestamp: Hashable, Sendable {
+public struct Timestamp: Hashable, Sendable, Codable {
     public var seconds: Int64
     public var nanoseconds: Int32
     public init(seconds: Int64, nanoseconds: Int32 = 0) {
@@ -43,7 +43,7 @@ public struct Timestamp: Hashable, Sendable {
 }
 
 /// POSIX ACLs in their long text form ("user::rwx\ngroup::r-x\nother::r-x\n").
-public struct ACLText: Hashable, Sendable {
+public struct ACLText: Hashable, Sendable, Codable {
     public var access: String?
     public var `default`: String?
     public init(access: String?, default: String?) {
@@ -57,6 +57,11 @@ public struct NodeAttributes: Hashable, Sendable {
     /// User-visible extended attributes (libisofs' internal `isofs.*` ones left out).
     public var xattrs: [String: [UInt8]] = [:]
     public var acl: ACLText?
+
+    public init(xattrs: [String: [UInt8]] = [:], acl: ACLText? = nil) {
+        self.xattrs = xattrs
+        self.acl = acl
+    }
 }
 
 public struct Tree: Sendable {

@@ -1,0 +1,233 @@
+// The staging area on the host disk: what survives unmount, remount and a
+// killed daemon.
+//
+//   DIR/lock      flock'ed by the daemon that uses DIR
+//   DIR/journal   a header line (the medium and the state of it the staging
+//                 belongs to), then one JSON `JournalRecord` a line
+//   DIR/data/N    the bytes of staged files
+//   DIR/commit    while a commit runs: where the journal was frozen and where
+//                 the new session will start (see `CommitMarker`)
+//
+// Records are appended with write(2), so a killed process loses nothing the
+// kernel has; they are fsynced when a commit starts and at unmount. A torn
+// last line (a crash mid-write) is ignored; any other damage is an error.
+// The journal is rewritten whole (temp file, fsync, rename) when a commit
+// lands or changes are discarded.
+
+import Foundation
+import SessionStore
+import SystemPackage
+
+/// The first line of the journal.
+struct JournalHeader: Codable, Hashable {
+    var format = 1
+    /// `MediumIdentity.mediumKey` of the medium the changes belong to.
+    var medium: String
+    /// `MediumIdentity.state` of the medium when the changes were made.
+    var state: String
+    /// Its number of sessions.
+    var sessions: Int
+}
+
+/// Written when a commit starts, removed when it ended either way.
+struct CommitMarker: Codable, Hashable {
+    /// The journal's size when the changes were frozen: records before it are in the commit.
+    var journalOffset: UInt64
+    /// Where the new session starts on the medium.
+    var sessionStart: UInt32
+}
+
+final class StagingArea {
+    let directory: FilePath
+    private let lock: FileDescriptor
+    private var journal: FileDescriptor
+    private let encoder = JSONEncoder()
+    private(set) var header: JournalHeader?
+
+    /// Opens (creating it, mode 0700) and locks a staging directory.
+    init(directory: FilePath) throws(IsofuseError) {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory.appending("data").string, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.string)
+            lock = try FileDescriptor.open(directory.appending("lock"), .readWrite, options: [.create, .closeOnExec],
+                                           permissions: .ownerReadWrite)
+        } catch {
+            throw IsofuseError(.hostIO, "cannot use the staging directory \(directory): \(error)", cause: error)
+        }
+        guard flock(lock.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+            try? lock.close()
+            throw IsofuseError(.driveBusy, "the staging directory \(directory) is in use by another isofuse mount")
+        }
+        do {
+            journal = try FileDescriptor.open(directory.appending("journal"), .readWrite,
+                                              options: [.create, .append, .closeOnExec], permissions: .ownerReadWrite)
+        } catch {
+            throw IsofuseError(.hostIO, "cannot open the staging journal in \(directory): \(error)", cause: error)
+        }
+    }
+
+    deinit {
+        try? journal.close()
+        try? lock.close()
+    }
+
+    // MARK: The journal
+
+    /// Reads the journal: the header and the records, or only those before
+    /// `offset`. Nil header: a new staging area.
+    func read(upTo offset: UInt64? = nil) throws(IsofuseError) -> (header: JournalHeader?, records: [JournalRecord]) {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: directory.appending("journal").string))
+        } catch {
+            throw IsofuseError(.hostIO, "cannot read the staging journal in \(directory): \(error)", cause: error)
+        }
+        let bytes = offset.map { data.prefix(Int($0)) } ?? data[...]
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        // What follows the last newline is empty, or a record cut by a crash
+        // (never acknowledged to anyone).
+        lines.removeLast()
+        guard let first = lines.first else { return (nil, []) }
+        let decoder = JSONDecoder()
+        do {
+            let header = try decoder.decode(JournalHeader.self, from: Data(first))
+            let records = try lines.dropFirst().map { try decoder.decode(JournalRecord.self, from: Data($0)) }
+            self.header = header
+            return (header, records)
+        } catch {
+            throw IsofuseError(.hostIO, "the staging journal in \(directory) is damaged (\(error)); nothing was changed", cause: error)
+        }
+    }
+
+    /// The journal's size now (where a commit freezes it).
+    func journalSize() throws(IsofuseError) -> UInt64 {
+        do {
+            return UInt64(try journal.seek(offset: 0, from: .end))
+        } catch {
+            throw IsofuseError(.hostIO, "cannot read the staging journal's size: \(error)", cause: error)
+        }
+    }
+
+    func append(_ records: [JournalRecord]) throws(IsofuseError) {
+        guard !records.isEmpty else { return }
+        var bytes: [UInt8] = []
+        for record in records {
+            bytes += try encode(record)
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        do {
+            _ = try journal.writeAll(bytes)
+        } catch {
+            throw IsofuseError(.hostIO, "cannot write the staging journal: \(error)", cause: error)
+        }
+    }
+
+    /// Replaces the journal by one holding `state` for the medium in `header`'s state.
+    func rewrite(_ state: OverlayState, header: JournalHeader) throws(IsofuseError) {
+        let temporary = directory.appending("journal.new")
+        do {
+            var bytes = try encoder.encode(header) + [UInt8(ascii: "\n")]
+            for record in state.records {
+                bytes += try encode(record)
+                bytes.append(UInt8(ascii: "\n"))
+            }
+            let file = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                               permissions: .ownerReadWrite)
+            try file.closeAfter {
+                _ = try file.writeAll(bytes)
+                guard fsync(file.rawValue) == 0 else { throw Errno(rawValue: errno) }
+            }
+            guard rename(temporary.string, directory.appending("journal").string) == 0 else { throw Errno(rawValue: errno) }
+            syncDirectory()
+            let reopened = try FileDescriptor.open(directory.appending("journal"), .readWrite,
+                                                   options: [.append, .closeOnExec])
+            try? journal.close()
+            journal = reopened
+            self.header = header
+        } catch {
+            throw IsofuseError(.hostIO, "cannot write the staging journal in \(directory): \(error)", cause: error)
+        }
+    }
+
+    /// Makes what was appended durable.
+    func sync() {
+        fsync(journal.rawValue)
+    }
+
+    private func encode(_ record: JournalRecord) throws(IsofuseError) -> Data {
+        do {
+            return try encoder.encode(record)
+        } catch {
+            throw IsofuseError(.hostIO, "cannot encode a journal record: \(error)", cause: error)
+        }
+    }
+
+    private func syncDirectory() {
+        if let fd = try? FileDescriptor.open(directory, .readOnly, options: [.directory, .closeOnExec]) {
+            fsync(fd.rawValue)
+            try? fd.close()
+        }
+    }
+
+    // MARK: The commit marker
+
+    func readMarker() -> CommitMarker? {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: directory.appending("commit").string)) else { return nil }
+        return try? JSONDecoder().decode(CommitMarker.self, from: data)
+    }
+
+    func writeMarker(_ marker: CommitMarker) throws(IsofuseError) {
+        do {
+            try encoder.encode(marker).write(to: URL(fileURLWithPath: directory.appending("commit").string), options: .atomic)
+            sync()
+            syncDirectory()
+        } catch {
+            throw IsofuseError(.hostIO, "cannot write the commit marker in \(directory): \(error)", cause: error)
+        }
+    }
+
+    func removeMarker() {
+        unlink(directory.appending("commit").string)
+        syncDirectory()
+    }
+
+    // MARK: Data files
+
+    func dataPath(_ id: DataID) -> FilePath {
+        directory.appending("data").appending(String(id))
+    }
+
+    /// Removes data files no state refers to any more.
+    func removeData(except keep: Set<DataID>) {
+        let data = directory.appending("data")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: data.string)) ?? [] {
+            guard let id = DataID(name), !keep.contains(id) else { continue }
+            unlink(data.appending(name).string)
+        }
+    }
+
+    /// Moves everything staged aside (into `stale-<seconds>`) and starts empty.
+    /// Returns where it went.
+    func moveAside() throws(IsofuseError) -> FilePath {
+        let aside = directory.appending("stale-\(Timestamp.now().seconds)")
+        do {
+            try FileManager.default.createDirectory(atPath: aside.string, withIntermediateDirectories: false)
+            for name in ["journal", "data", "commit"] where access(directory.appending(name).string, F_OK) == 0 {
+                guard rename(directory.appending(name).string, aside.appending(name).string) == 0 else {
+                    throw Errno(rawValue: errno)
+                }
+            }
+            try FileManager.default.createDirectory(atPath: directory.appending("data").string, withIntermediateDirectories: true)
+            let reopened = try FileDescriptor.open(directory.appending("journal"), .readWrite,
+                                                   options: [.create, .append, .closeOnExec], permissions: .ownerReadWrite)
+            try? journal.close()
+            journal = reopened
+            header = nil
+        } catch {
+            throw IsofuseError(.hostIO, "cannot move the old staging in \(directory) aside: \(error)", cause: error)
+        }
+        return aside
+    }
+}
