@@ -73,7 +73,7 @@ extension BlockReading {
     }
 
     /// Reads until `buffer` is full or the medium ends.
-    func readFully(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
+    public func readFully(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
         var done = 0
         while done < buffer.count {
             let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]),
@@ -155,7 +155,7 @@ final class DriveBlockReader: MediumReader {
 
 /// A temporary buffer (malloc'ed with 16-byte alignment: page alignment would
 /// make every allocation an mmap).
-func withScratchBuffer<R, E: Error>(byteCount: Int, _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+public func withScratchBuffer<R, E: Error>(byteCount: Int, _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: 16)
     defer { buffer.deallocate() }
     return try body(buffer)

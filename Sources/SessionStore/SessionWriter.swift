@@ -23,10 +23,13 @@ public struct AppendOptions: Sendable {
     public var closeMedium: Bool
     /// Run the whole write without writing (libburn's simulation).
     public var simulate: Bool
+    /// Re-read the new session and check its checksum tags before activating it.
+    public var verify: Bool
 
-    public init(closeMedium: Bool = false, simulate: Bool = false) {
+    public init(closeMedium: Bool = false, simulate: Bool = false, verify: Bool = true) {
         self.closeMedium = closeMedium
         self.simulate = simulate
+        self.verify = verify
     }
 }
 
@@ -83,7 +86,7 @@ extension Drive {
             try prepared.write(to: address, options: options, progress: progress)
 
             let emulated = isoburn_needs_emulation(handle.drive) == 1
-            if !options.simulate {
+            if options.verify && !options.simulate {
                 let estimate = prepared.estimate
                 progress(AppendProgress(phase: .checking, blocksDone: 0, blocksTotal: UInt64(estimate.blocks), bytesPerSecond: 0))
                 let result = try checkTags(handle, start: estimate.startBlock, blocks: estimate.blocks)

@@ -202,9 +202,16 @@ public protocol FileSystemOperations: Sendable {
     func shutdown()
 }
 
-/// How the FUSE glue tells the kernel to forget what it cached of an inode
-/// (its attributes and pages), when staged changes are dropped.
-public typealias KernelCacheInvalidator = @Sendable (InodeNumber) -> Void
+/// What the kernel must forget when staged changes are dropped.
+public enum KernelCacheInvalidation: Hashable, Sendable {
+    /// An inode's attributes and cached pages.
+    case inode(InodeNumber)
+    /// A name in a directory (and what it pointed to).
+    case entry(parent: InodeNumber, name: [UInt8])
+}
+
+/// How the FUSE glue tells the kernel to forget what it cached.
+public typealias KernelCacheInvalidator = @Sendable (KernelCacheInvalidation) -> Void
 
 /// What `isofuse mount` was asked for.
 public struct MountOptions: Hashable, Sendable {

@@ -244,9 +244,9 @@ public struct Overlay: Sendable {
     }
 
     /// Removes a name (unlink(2), or rmdir(2) with `directory: true`).
-    /// Returns the node if this was its last name.
+    /// Returns the staged node if this was its last name.
     @discardableResult
-    public mutating func remove(_ name: Name, in directory: NodeRef, directory isDirectory: Bool, at time: Timestamp) throws(Errno) -> NodeRef? {
+    public mutating func remove(_ name: Name, in directory: NodeRef, directory isDirectory: Bool, at time: Timestamp) throws(Errno) -> UpperNode? {
         try checkDirectory(directory)
         guard let ref = lookup(name, in: directory) else { throw .noSuchFileOrDirectory }
         if isDirectory {
@@ -261,15 +261,17 @@ public struct Overlay: Sendable {
         return release(ref, at: time)
     }
 
-    /// rename(2), with RENAME_NOREPLACE and RENAME_EXCHANGE.
+    /// rename(2), with RENAME_NOREPLACE and RENAME_EXCHANGE. Returns the
+    /// staged node a replaced name was the last name of.
+    @discardableResult
     public mutating func rename(_ name: Name, in directory: NodeRef, to newName: Name, in newDirectory: NodeRef,
-                                mode: RenameMode, at time: Timestamp) throws(Errno) {
+                                mode: RenameMode, at time: Timestamp) throws(Errno) -> UpperNode? {
         try checkDirectory(directory)
         try checkDirectory(newDirectory)
         try Self.check(newName)
         guard let source = lookup(name, in: directory) else { throw .noSuchFileOrDirectory }
         let target = lookup(newName, in: newDirectory)
-        if let target, resolve(target) == resolve(source) { return }   // the same file: POSIX says do nothing
+        if let target, resolve(target) == resolve(source) { return nil }   // the same file: POSIX says do nothing
         switch (mode, target) {
         case (.exchange, nil):
             throw .noSuchFileOrDirectory
@@ -293,10 +295,13 @@ public struct Overlay: Sendable {
             record(.entry(from, name, nil))
             let to = materialize(newDirectory)
             record(.entry(to, newName, source))
-            if let target { release(target, at: time) }
+            touch(directory, at: time)
+            touch(newDirectory, at: time)
+            return target.flatMap { release($0, at: time) }
         }
         touch(directory, at: time)
         touch(newDirectory, at: time)
+        return nil
     }
 
     /// Gives staged content to a file (after the owner wrote the data file).
@@ -322,11 +327,11 @@ public struct Overlay: Sendable {
         return state.nextUpperID
     }
 
-    /// Drops a name's hold on its node; returns the node if it has no names left.
+    /// Drops a name's hold on its node; returns the staged node if it has no names left.
     @discardableResult
-    private mutating func release(_ ref: NodeRef, at time: Timestamp) -> NodeRef? {
+    private mutating func release(_ ref: NodeRef, at time: Timestamp) -> UpperNode? {
         guard case .upper(let id) = resolve(ref), let node = state.nodes[id] else {
-            return ref   // a base node: nothing else names it
+            return nil   // a base node: nothing else names it
         }
         if node.kind == .regularFile && node.nlink > 1 {
             update(.upper(id)) { node in
@@ -337,7 +342,7 @@ public struct Overlay: Sendable {
         }
         if let origin = node.origin { record(.shadow(origin, nil)) }
         record(.drop(id))
-        return .upper(id)
+        return node
     }
 
     /// A directory's entries changed: its mtime and ctime become now.

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import SessionStore
+import Stage
 
 struct Toc: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,11 +25,11 @@ struct Toc: ParsableCommand {
 
     private func printText(_ medium: MediumInfo) {
         print("drive   : \(medium.address) (\(medium.driveName))")
-        print("medium  : \(medium.profile.name), \(medium.status.rawValue), \(medium.sessions.count) session\(medium.sessions.count == 1 ? "" : "s"), \(Terminal.size(medium.freeBytes)) free")
+        print("medium  : \(medium.profile.name), \(medium.status.rawValue), \(medium.sessions.count) session\(medium.sessions.count == 1 ? "" : "s"), \(medium.freeBytes.byteCountText) free")
         guard !medium.sessions.isEmpty else { return }
         let header = ["session", "start", "blocks", "size", "volume id", "date (UTC)"]
         let rows = medium.sessions.map {
-            ["\($0.number)", "\($0.startBlock)", "\($0.blocks)", Terminal.size($0.byteCount), $0.volumeID,
+            ["\($0.number)", "\($0.startBlock)", "\($0.blocks)", $0.byteCount.byteCountText, $0.volumeID,
              Terminal.date($0.creationTime)]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
@@ -87,13 +88,13 @@ struct Check: ParsableCommand {
         let report = try reportingFailures(exitStatus: 2) { () throws(IsofuseError) in
             try target.open().verify(session: session) { progress in
                 let percent = progress.bytesTotal == 0 ? 100 : 100 * Double(progress.bytesDone) / Double(progress.bytesTotal)
-                Terminal.progress(String(format: "checking: %5.1f%% of %@", percent, Terminal.size(progress.bytesTotal)))
+                Terminal.progress(String(format: "checking: %5.1f%% of %@", percent, progress.bytesTotal.byteCountText))
             }
         }
         Terminal.endProgress()
         for problem in report.problems { print(problem) }
         let scope = report.sessionsChecked.count == 1 ? "session \(report.sessionsChecked[0])" : "\(report.sessionsChecked.count) sessions"
-        let summary = "\(scope): \(report.filesChecked) files with MD5 checked, \(report.sessionsWithTags) sessions with checksum tags, \(Terminal.size(report.bytesRead)) read"
+        let summary = "\(scope): \(report.filesChecked) files with MD5 checked, \(report.sessionsWithTags) sessions with checksum tags, \(report.bytesRead.byteCountText) read"
         switch report.verdict {
         case .match:
             print("\(summary): all match")
@@ -154,9 +155,9 @@ struct Format: ParsableCommand {
             let drive = try target.open()
             if list {
                 let formats = try drive.formats()
-                print("status: \(formats.status), current size \(Terminal.size(formats.currentByteCount))")
+                print("status: \(formats.status), current size \(formats.currentByteCount.byteCountText)")
                 for format in formats.available {
-                    print(String(format: "by_index_%d  type 0x%02x  %@", format.index, format.type, Terminal.size(format.byteCount)))
+                    print(String(format: "by_index_%d  type 0x%02x  %@", format.index, format.type, format.byteCount.byteCountText))
                 }
                 return
             }

@@ -22,18 +22,6 @@ enum Terminal {
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 
-    /// "1.6 MiB", "4.4 GiB", "812 B".
-    static func size(_ bytes: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-    }
-
     /// "2026-11-22 05:00:00" (UTC) or "-".
     static func date(_ secondsSince1970: Int64?) -> String {
         guard let secondsSince1970 else { return "-" }

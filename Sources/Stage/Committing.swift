@@ -1,0 +1,248 @@
+// Commit and discard, and how a mount finds its staged changes again.
+//
+// A commit freezes the staged changes (a copy of the overlay; staged files it
+// will read are copied before anyone writes them again), writes a marker with
+// the journal's length, and burns on a thread of its own. Changes made
+// meanwhile go on into the live overlay. When the session is written and
+// checked, the live overlay is rebased onto it and the journal rewritten.
+// If the daemon dies in between, the next mount finds the marker: a medium
+// with that one more session finishes the rebase; a medium without it means
+// the commit never landed, and everything is still staged.
+
+import Foundation
+import SessionStore
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension MountedFileSystem {
+    /// Starts burning the staged changes, unless a commit runs already.
+    func startCommit(close: Bool) throws(Errno) {
+        try checkCommittable()
+        let close = close || options.closeOnCommit
+        let changes = try core.withLock { core throws(Errno) -> ChangeSet? in
+            guard core.commit.state != .running, let staging = core.staging else { return nil }
+            try core.flushDirty()
+            staging.sync()
+            let plan = core.overlay.plannedCommit(dataPath: staging.dataPath)
+            core.commit = StatusReport.Commit(state: .running, phase: "preparing", session: core.medium.sessions.count + 1,
+                                              sequence: core.commit.sequence + 1)
+            if plan.isEmpty && !close {
+                core.commit.state = .succeeded
+                core.commit.session = core.medium.sessions.count
+                core.commit.message = "nothing was staged: no session written"
+                return nil
+            }
+            do throws(IsofuseError) {
+                try staging.writeMarker(CommitMarker(journalOffset: try staging.journalSize(),
+                                                     sessionStart: core.medium.nextWritableBlock))
+            } catch {
+                core.commit.state = .failed
+                core.commit.message = error.message
+                throw .ioError
+            }
+            core.frozen = FrozenChanges(overlay: core.overlay, data: core.overlay.state.dataFiles)
+            return plan.changes
+        }
+        guard let changes else { return }
+        runInBackground { self.commit(changes, close: close) }
+    }
+
+    /// The burn, on the background thread.
+    private func commit(_ changes: ChangeSet, close: Bool) {
+        do throws(IsofuseError) {
+            let medium = try drive.append(changes, options: AppendOptions(closeMedium: close, verify: options.verify)) { progress in
+                core.withLock { core in
+                    core.commit.phase = progress.phase.rawValue
+                    core.commit.percent = progress.percent
+                    core.commit.bytesPerSecond = progress.bytesPerSecond
+                }
+            }
+            let tree = try drive.loadTree()
+            try core.withLock { core throws(IsofuseError) in
+                try core.switchBase(to: tree, medium: medium)
+                core.commit.state = .succeeded
+                core.commit.phase = "done"
+                core.commit.percent = 100
+                core.commit.session = medium.sessions.count
+                core.commit.message = "session \(medium.sessions.count) written"
+                    + (options.verify ? " and checked" : "") + (close ? "; the medium is closed" : "")
+            }
+        } catch {
+            core.withLock { core in
+                core.frozen = nil
+                core.staging?.removeMarker()
+                if let medium = try? drive.medium() { core.medium = medium }
+                core.commit.state = .failed
+                core.commit.message = error.message + "; everything is still staged"
+            }
+        }
+    }
+
+    /// Drops every staged change and makes the kernel forget what it cached of them.
+    func discard() throws(Errno) {
+        guard isWritable else { throw .readOnlyFileSystem }
+        let forget = try core.withLock { core throws(Errno) -> [KernelCacheInvalidation] in
+            guard let staging = core.staging, let header = staging.header else { throw .readOnlyFileSystem }
+            guard core.commit.state != .running else { throw .resourceBusy }
+            let forget = core.stagedInvalidations()
+            core.overlay = Overlay(base: core.overlay.base)
+            do {
+                try staging.rewrite(core.overlay.state, header: header)
+            } catch {
+                throw .ioError
+            }
+            core.dirty = []
+            core.closeRetired()
+            core.collectGarbage()
+            core.stagedBytes = 0
+            core.notes.append("staged changes discarded")
+            return forget
+        }
+        let invalidate = invalidator.withLock { $0 }
+        runInBackground { forget.forEach { invalidate?($0) } }
+    }
+
+    /// Commits are refused (EROFS) on views, read-only mounts and media that take no more sessions.
+    func checkCommittable() throws(Errno) {
+        guard isWritable else { throw .readOnlyFileSystem }
+        try core.withLock { core throws(Errno) in
+            guard core.staging != nil, core.medium.status == .blank || core.medium.status == .appendable else {
+                throw .readOnlyFileSystem
+            }
+        }
+    }
+
+    /// Runs work on the background queue (one at a time; shutdown waits for it).
+    private func runInBackground(_ work: @escaping @Sendable () -> Void) {
+        background.async(execute: work)
+    }
+
+    func statusReport() -> StatusReport {
+        core.withLock { core in
+            let space = core.space()
+            let plan = core.staging.map { core.overlay.plannedCommit(dataPath: $0.dataPath) }
+            return StatusReport(
+                pid: getpid(), drive: drive.address.description,
+                view: options.session.map { "session \($0) (read-only)" } ?? "newest session",
+                readOnly: !isWritable || core.staging == nil, staging: core.staging?.directory.string,
+                medium: .init(status: core.medium.status.rawValue, profile: core.medium.profile.name,
+                              sessions: core.medium.sessions.count, freeBytes: core.medium.freeBytes,
+                              nextWritableBlock: core.medium.nextWritableBlock),
+                staged: .init(added: plan?.added ?? 0, changed: plan?.changed ?? 0, removed: plan?.removed ?? 0,
+                              bytes: core.stagedBytes, predictedSessionBytes: space.predicted,
+                              freeBytesAfterCommit: space.available),
+                commit: core.commit, notes: core.notes)
+        }
+    }
+}
+
+extension Core {
+    /// After a commit: the written session becomes the base, the changes
+    /// made meanwhile stay staged over it.
+    mutating func switchBase(to tree: Tree, medium newMedium: MediumInfo) throws(IsofuseError) {
+        guard let frozen, let staging else { return }
+        try flushDirtyForRewrite()
+        let (rebased, rebase) = try Rebase.rebase(live: overlay, frozen: frozen.overlay, onto: tree)
+        overlay = rebased
+        inodes.translate(rebase.translate)
+        for (number, handle) in handles {
+            if case .file(let identity, let writable, let append) = handle, let moved = rebase.translate(identity) {
+                handles[number] = .file(identity: moved, writable: writable, append: append)
+            }
+        }
+        medium = newMedium
+        sessionTrees = [:]
+        try staging.rewrite(overlay.state, header: JournalHeader(medium: newMedium.identity.mediumKey,
+                                                                  state: newMedium.identity.state,
+                                                                  sessions: newMedium.sessions.count))
+        staging.removeMarker()
+        self.frozen = nil
+        dirty = []
+        closeRetired()
+        collectGarbage()
+        recountStagedBytes()
+    }
+
+    /// The journal gets rewritten whole: unjournaled changes go with it.
+    private mutating func flushDirtyForRewrite() throws(IsofuseError) {
+        dirty = []
+        _ = overlay.takeRecords()
+    }
+
+    /// What the kernel may hold of staged nodes: their inodes, and the names in changed directories.
+    func stagedInvalidations() -> [KernelCacheInvalidation] {
+        var invalidations: [KernelCacheInvalidation] = [.inode(rootInode)]
+        for number in inodes.allNumbers {
+            guard let identity = inodes.identity(of: number), case .upper = overlay.resolve(identity) else { continue }
+            invalidations.append(.inode(number))
+            guard overlay.kind(identity) == .directory else { continue }
+            var names = Set(overlay.listing(of: identity).map(\.name))
+            if case .base(let origin) = identity {
+                names.formUnion(overlay.base.children(of: origin).map { Array(overlay.base.nameBytes(of: $0)) })
+            }
+            invalidations += names.map { .entry(parent: number, name: $0) }
+        }
+        return invalidations
+    }
+
+    /// Finds the staged changes of this medium in `directory`: as they were,
+    /// finishing a commit the daemon did not live to finish, or moved aside
+    /// when they belong to an older state of the medium.
+    mutating func openStaging(_ directory: FilePath, drive: Drive) throws(IsofuseError) {
+        let staging = try StagingArea(directory: directory)
+        let identity = medium.identity
+        let current = JournalHeader(medium: identity.mediumKey, state: identity.state, sessions: medium.sessions.count)
+        let (header, records) = try staging.read()
+        if let header {
+            guard header.medium == identity.mediumKey else {
+                throw IsofuseError(.invalidArgument, "the staging directory \(directory) holds changes for another medium")
+            }
+            if header.state == identity.state {
+                overlay = Overlay(base: overlay.base, state: Self.replay(records))
+                staging.removeMarker()   // a commit that never landed
+            } else if let marker = staging.readMarker(), medium.sessions.count == header.sessions + 1,
+                      medium.sessions.last?.startBlock == marker.sessionStart {
+                let old = try drive.loadTree(session: header.sessions)
+                let frozenRecords = try staging.read(upTo: marker.journalOffset).records
+                let (rebased, _) = try Rebase.rebase(live: Overlay(base: old, state: Self.replay(records)),
+                                                     frozen: Overlay(base: old, state: Self.replay(frozenRecords)),
+                                                     onto: overlay.base)
+                overlay = rebased
+                try staging.rewrite(overlay.state, header: current)
+                staging.removeMarker()
+                notes.append("finished switching to session \(medium.sessions.count), whose commit was interrupted")
+            } else {
+                let aside = try staging.moveAside()
+                try staging.rewrite(OverlayState(), header: current)
+                notes.append("changes staged on an earlier state of this medium were moved to \(aside.string); they are not applied")
+            }
+        } else {
+            try staging.rewrite(OverlayState(), header: current)
+        }
+        self.staging = staging
+        repairSizes()
+        recountStagedBytes()
+        collectGarbage()
+    }
+
+    private static func replay(_ records: [JournalRecord]) -> OverlayState {
+        var state = OverlayState()
+        for record in records { state.apply(record) }
+        return state
+    }
+
+    /// Sizes of staged files are journaled when files are closed; after a
+    /// crash the data files themselves tell.
+    private mutating func repairSizes() {
+        for (id, node) in overlay.state.nodes {
+            guard case .staged(let data)? = node.content, let staging else { continue }
+            var info = stat()
+            guard stat(staging.dataPath(data).string, &info) == 0, UInt64(info.st_size) != node.size else { continue }
+            overlay.update(.upper(id)) { $0.size = UInt64(info.st_size) }
+        }
+        try? journal()
+    }
+}

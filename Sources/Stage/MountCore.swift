@@ -1,0 +1,341 @@
+// The state of a mount, behind `MountedFileSystem`'s lock, and the work on
+// it that touches staged files. Errors here are errnos: this is what the
+// kernel gets.
+
+import Foundation
+import SessionStore
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open file or directory.
+enum Handle {
+    case file(identity: NodeRef, writable: Bool, append: Bool)
+    case directory([DirectoryEntry])
+    /// A control file open for writing: what was written so far.
+    case control(ControlNode, written: [UInt8])
+    /// Text fixed when it was opened (`status`).
+    case snapshot([UInt8])
+    case sessionFile(session: Int, node: NodeID)
+}
+
+/// Where a read's bytes come from.
+enum ReadPlan {
+    case bytes([UInt8])
+    case staged(FileDescriptor, length: Int)
+    case medium([MediumRange])
+}
+
+/// The changes a running commit writes.
+struct FrozenChanges {
+    var overlay: Overlay
+    var data: Set<DataID>
+}
+
+struct Core {
+    var overlay: Overlay
+    var medium: MediumInfo
+    var staging: StagingArea?
+    var inodes = InodeTable()
+    var handles: [UInt64: Handle] = [:]
+    var nextHandle: UInt64 = 1
+    /// Staged files with unjournaled size and time changes (from writes).
+    var dirty: Set<UpperID> = []
+    /// Open descriptors of staged files. Descriptors of dropped files are
+    /// closed only at the next commit or discard, so that a read the glue is
+    /// still splicing from never meets a reused descriptor number.
+    var dataDescriptors: [DataID: FileDescriptor] = [:]
+    var retired: [FileDescriptor] = []
+    /// Bytes of staged content (kept up to date by every change of it).
+    var stagedBytes: UInt64 = 0
+    var frozen: FrozenChanges?
+    var commit = StatusReport.Commit()
+    var notes: [String] = []
+    var sessionTrees: [Int: Tree] = [:]
+
+    init(overlay: Overlay, medium: MediumInfo) {
+        self.overlay = overlay
+        self.medium = medium
+    }
+
+    // MARK: References and attributes
+
+    /// The merged-view node of an inode number.
+    func ref(_ inode: InodeNumber) throws(Errno) -> NodeRef {
+        guard let identity = inodes.identity(of: inode), overlay.exists(identity) else { throw .noSuchFileOrDirectory }
+        return identity
+    }
+
+    mutating func attributes(of ref: NodeRef) -> Attributes {
+        let view = overlay.view(ref)
+        let number = inodes.number(for: overlay.identity(overlay.resolve(ref)))
+        return Attributes(inode: number, mode: view.mode, nlink: view.nlink, uid: view.uid, gid: view.gid,
+                          size: view.kind == .symlink ? UInt64(view.target?.count ?? 0) : view.size, rdev: view.rdev,
+                          accessTime: view.accessTime, modificationTime: view.modificationTime,
+                          changeTime: view.changeTime, isImmutable: view.isBase)
+    }
+
+    /// A directory's entries, "." and ".." first.
+    mutating func listing(_ inode: InodeNumber) throws(Errno) -> [DirectoryEntry] {
+        let directory = try ref(inode)
+        guard overlay.kind(directory) == .directory else { throw .notDirectory }
+        let own = attributes(of: directory)
+        var entries = [DirectoryEntry(name: [0x2E], attributes: own, nextOffset: 1),
+                       DirectoryEntry(name: [0x2E, 0x2E], attributes: own, nextOffset: 2)]
+        for entry in overlay.listing(of: directory) {
+            entries.append(DirectoryEntry(name: entry.name, attributes: attributes(of: entry.ref),
+                                          nextOffset: UInt64(entries.count + 1)))
+        }
+        return entries
+    }
+
+    mutating func open(_ handle: Handle) -> UInt64 {
+        defer { nextHandle += 1 }
+        handles[nextHandle] = handle
+        return nextHandle
+    }
+
+    // MARK: Journal
+
+    /// Appends the overlay's new records to the staging journal.
+    mutating func journal() throws(Errno) {
+        let records = overlay.takeRecords()
+        guard let staging else { return }
+        do {
+            try staging.append(records)
+        } catch {
+            throw .ioError
+        }
+    }
+
+    /// Journals the sizes and times writes changed.
+    mutating func flushDirty() throws(Errno) {
+        for id in dirty { overlay.flush(id) }
+        dirty = []
+        try journal()
+    }
+
+    mutating func sync(_ handle: UInt64) throws(Errno) {
+        try flushDirty()
+        staging?.sync()
+        if case .file(let identity, _, _)? = handles[handle], case .staged(let data)? = overlay.upperNode(identity)?.content {
+            _ = Foundation.fsync(try descriptor(data).rawValue)
+        }
+    }
+
+    // MARK: Staged data
+
+    func dataPath(_ id: DataID) -> FilePath {
+        staging!.dataPath(id)
+    }
+
+    mutating func createDataFile(_ id: DataID) throws(Errno) {
+        do {
+            dataDescriptors[id] = try FileDescriptor.open(dataPath(id), .readWrite, options: [.create, .truncate, .closeOnExec],
+                                                          permissions: .ownerReadWrite)
+        } catch {
+            throw error as? Errno ?? .ioError
+        }
+    }
+
+    mutating func descriptor(_ id: DataID) throws(Errno) -> FileDescriptor {
+        if let open = dataDescriptors[id] { return open }
+        do {
+            let open = try FileDescriptor.open(dataPath(id), .readWrite, options: [.closeOnExec])
+            dataDescriptors[id] = open
+            return open
+        } catch {
+            throw error as? Errno ?? .ioError
+        }
+    }
+
+    /// Makes a file's content a staged file of its own: copies medium bytes
+    /// (unless truncating), or copies a staged file a running commit is reading.
+    mutating func stageContent(of ref: NodeRef, truncate: Bool, reader: any MediumReader, at now: Timestamp) throws(Errno) {
+        let view = overlay.view(ref)
+        let content = overlay.upperNode(ref)?.content
+        let newSize = truncate ? 0 : view.size
+        let data: DataID
+        switch content {
+        case .staged(let current)? where frozen?.data.contains(current) != true:
+            return
+        case .staged(let current)?:
+            data = overlay.allocateDataID()
+            try createDataFile(data)
+            try copy(from: .staged(current), size: newSize, to: data, reader: reader)
+        default:
+            try checkSpace(adding: newSize, entries: 0)
+            data = overlay.allocateDataID()
+            try createDataFile(data)
+            try copy(from: content ?? .base(baseNode(of: ref)), size: newSize, to: data, reader: reader)
+            stagedBytes += newSize
+        }
+        overlay.setContent(ref, .staged(data), size: newSize, at: view.modificationTime)
+        try journal()
+    }
+
+    private func baseNode(of ref: NodeRef) -> NodeID {
+        guard case .base(let id) = overlay.resolve(ref) else { preconditionFailure("a staged file without content") }
+        return id
+    }
+
+    /// Copies `size` bytes of content into a new data file.
+    private mutating func copy(from content: FileContent, size: UInt64, to data: DataID, reader: any MediumReader) throws(Errno) {
+        let target = try descriptor(data)
+        let chunk = 1 << 20
+        var offset: UInt64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        while offset < size {
+            let want = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(min(UInt64(chunk), size - offset))])
+            let n: Int
+            do {
+                switch content {
+                case .base(let node):
+                    n = try reader.read(node, of: overlay.base, at: offset, into: want)
+                case .staged(let source):
+                    n = try descriptor(source).read(fromAbsoluteOffset: Int64(offset), into: want)
+                }
+                guard n > 0 else { break }
+                _ = try target.writeAll(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(rebasing: want[..<n]))
+            } catch let error as Errno {
+                throw error
+            } catch {
+                throw .ioError
+            }
+            offset += UInt64(n)
+        }
+    }
+
+    /// truncate(2).
+    mutating func resize(_ ref: NodeRef, to size: UInt64, reader: any MediumReader, at now: Timestamp) throws(Errno) {
+        try stageContent(of: ref, truncate: size == 0, reader: reader, at: now)
+        guard let node = overlay.upperNode(ref), case .staged(let data)? = node.content else { return }
+        if size > node.size { try checkSpace(adding: size - node.size, entries: 0) }
+        do {
+            try descriptor(data).resize(to: Int64(size))
+        } catch {
+            throw error as? Errno ?? .ioError
+        }
+        stagedBytes = stagedBytes - min(stagedBytes, node.size) + size
+        overlay.update(ref) { node in
+            node.size = size
+            node.modificationTime = now
+            node.changeTime = now
+        }
+        try journal()
+    }
+
+    mutating func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, reader: any MediumReader,
+                        at now: Timestamp) throws(Errno) -> Int {
+        guard case .file(let identity, true, let append)? = handles[handle] else { throw .badFileDescriptor }
+        try stageContent(of: identity, truncate: false, reader: reader, at: now)
+        guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
+              case .staged(let dataID)? = node.content else { throw .ioError }
+        let start = append ? node.size : offset
+        let end = start + UInt64(data.count)
+        let growth = end > node.size ? end - node.size : 0
+        try checkSpace(adding: growth, entries: 0)
+        let written: Int
+        do {
+            written = try descriptor(dataID).writeAll(toAbsoluteOffset: Int64(start), data)
+        } catch {
+            throw error as? Errno ?? .ioError
+        }
+        stagedBytes += growth
+        overlay.update(identity, journaled: false) { node in
+            node.size = max(node.size, end)
+            node.modificationTime = now
+            node.changeTime = now
+        }
+        dirty.insert(id)
+        return written
+    }
+
+    /// A removed file's bytes no longer count (its data file goes at the next clean-up).
+    mutating func forgetData(of removed: UpperNode?) {
+        guard let removed, case .staged? = removed.content else { return }
+        stagedBytes -= min(stagedBytes, removed.size)
+    }
+
+    mutating func readPlan(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> ReadPlan {
+        switch handles[handle] {
+        case .snapshot(let bytes)?:
+            let start = Int(min(offset, UInt64(bytes.count)))
+            return .bytes(Array(bytes[start..<min(bytes.count, start + size)]))
+        case .sessionFile(let session, let node)?:
+            guard let tree = sessionTrees[session] else { throw .badFileDescriptor }
+            return try mediumPlan(tree, node, offset: offset, size: size)
+        case .file(let identity, _, _)?:
+            guard overlay.exists(identity) else { throw .staleNFSFileHandle }
+            switch overlay.resolve(identity) {
+            case .base(let id):
+                return try mediumPlan(overlay.base, id, offset: offset, size: size)
+            case .upper(let id):
+                let node = overlay.state.nodes[id]!
+                switch node.content {
+                case .base(let baseID)?:
+                    return try mediumPlan(overlay.base, baseID, offset: offset, size: size)
+                case .staged(let data)?:
+                    let length = offset < node.size ? Int(min(UInt64(size), node.size - offset)) : 0
+                    return .staged(try descriptor(data), length: length)
+                case nil:
+                    throw .isDirectory
+                }
+            }
+        default:
+            throw .badFileDescriptor
+        }
+    }
+
+    private func mediumPlan(_ tree: Tree, _ node: NodeID, offset: UInt64, size: Int) throws(Errno) -> ReadPlan {
+        // zisofs files would need decompressing; their raw extents are not the content.
+        guard !tree.info(of: node).isFiltered else { throw .ioError }
+        return .medium(tree.ranges(of: node, offset: offset, length: size))
+    }
+
+    // MARK: Space
+
+    /// The medium's free space, what the next session will take of it, and what is left.
+    func space() -> (predicted: UInt64, available: UInt64) {
+        let entries = UInt64(overlay.base.nodeCount + overlay.state.nodes.count)
+        // Per entry ~256 bytes of directory records with Rock Ridge and AAIP,
+        // 16 bytes of MD5 array; the session head and padding about 128 KiB.
+        let tree = entries * 256 + entries * 16 + 128 * 1024
+        let predicted = (stagedBytes + tree + 2047) / 2048 * 2048
+        return (predicted, medium.freeBytes > predicted ? medium.freeBytes - predicted : 0)
+    }
+
+    /// ENOSPC now rather than at burn time.
+    func checkSpace(adding bytes: UInt64, entries: Int) throws(Errno) {
+        let space = space()
+        guard space.available >= bytes + UInt64(entries) * 272 else { throw .noSpace }
+    }
+
+    /// Recounts the staged bytes (after the state was replaced).
+    mutating func recountStagedBytes() {
+        stagedBytes = overlay.state.nodes.values.reduce(0) { sum, node in
+            if case .staged? = node.content { return sum + node.size }
+            return sum
+        }
+    }
+
+    /// Removes data files nothing refers to, and closes their descriptors.
+    mutating func collectGarbage() {
+        var keep = overlay.state.dataFiles
+        if let frozen { keep.formUnion(frozen.data) }
+        for (id, descriptor) in dataDescriptors where !keep.contains(id) {
+            retired.append(descriptor)
+            dataDescriptors[id] = nil
+        }
+        staging?.removeData(except: keep)
+    }
+
+    /// Closes descriptors retired at the previous clean-up.
+    mutating func closeRetired() {
+        for descriptor in retired { try? descriptor.close() }
+        retired = []
+    }
+}

@@ -1,0 +1,418 @@
+// The mounted filesystem: the merged view of the newest session and the
+// staged changes, the `.isofuse` control directory, and the commit that
+// burns the changes.
+//
+// Concurrency: all state is in one `Mutex<Core>`; every operation takes it
+// briefly. File data moves outside it: reads return descriptor ranges the
+// glue splices from (the image, or a staged file), writes go to staged files
+// with pwrite. A commit runs on its own thread; it takes the lock only to
+// freeze the changes, to report progress and to switch to the new session.
+
+import Foundation
+import SessionStore
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class MountedFileSystem: FileSystemOperations {
+    let options: MountOptions
+    let drive: Drive
+    let reader: any MediumReader
+    /// The image file's descriptor, for splicing (nil for a recorder).
+    let image: FileDescriptor?
+    let owner: (uid: UInt32, gid: UInt32)
+    let core: Mutex<Core>
+    let invalidator = Mutex<KernelCacheInvalidator?>(nil)
+    /// Runs commits and cache invalidations, one at a time; shutdown waits for it.
+    let background = DispatchQueue(label: "isofuse.background")
+
+    public init(options: MountOptions, environment: [String: String]) throws(IsofuseError) {
+        self.options = options
+        drive = try Drive(options.drive, capacity: options.capacity)
+        let medium = try drive.medium()
+        let base = try drive.loadTree(session: options.session)
+        reader = try Self.reader(for: drive, medium: medium)
+        image = (reader as? ImageFileReader)?.descriptor
+        owner = (getuid(), getgid())
+        var core = Core(overlay: Overlay(base: base), medium: medium)
+        if options.session == nil && !options.readOnly && (medium.status == .blank || medium.status == .appendable) {
+            let directory = if let staging = options.staging {
+                staging
+            } else {
+                try StagingLocation.defaultDirectory(for: medium.identity, environment: environment)
+            }
+            try core.openStaging(directory, drive: drive)
+        }
+        self.core = Mutex(core)
+    }
+
+    /// A blank image file may not exist yet; it has nothing to read anyway.
+    private static func reader(for drive: Drive, medium: MediumInfo) throws(IsofuseError) -> any MediumReader {
+        if medium.sessions.isEmpty, drive.address.kind == .image, access(drive.address.path.string, F_OK) != 0 {
+            return NoMedium()
+        }
+        return try drive.makeReader()
+    }
+
+    public func setKernelCacheInvalidator(_ invalidate: @escaping KernelCacheInvalidator) {
+        invalidator.withLock { $0 = invalidate }
+    }
+
+    /// Whether changes can be staged: not a session view, not read-only, a medium that takes sessions.
+    var isWritable: Bool {
+        options.session == nil && !options.readOnly
+    }
+
+    // MARK: Nodes
+
+    public func lookup(_ parent: InodeNumber, _ name: [UInt8]) throws(Errno) -> Attributes {
+        if let control = try controlLookup(parent, name) { return control }
+        return try core.withLock { core throws(Errno) in
+            let directory = try core.ref(parent)
+            guard core.overlay.kind(directory) == .directory else { throw .notDirectory }
+            guard let child = core.overlay.lookup(name, in: directory) else { throw .noSuchFileOrDirectory }
+            let attributes = core.attributes(of: child)
+            core.inodes.retain(attributes.inode)
+            return attributes
+        }
+    }
+
+    public func retain(_ inode: InodeNumber) {
+        core.withLock { $0.inodes.retain(inode) }
+    }
+
+    public func forget(_ inode: InodeNumber, lookups: UInt64) {
+        core.withLock { $0.inodes.forget(inode, count: lookups) }
+    }
+
+    public func attributes(of inode: InodeNumber) throws(Errno) -> Attributes {
+        if let control = try controlAttributes(inode) { return control }
+        return try core.withLock { core throws(Errno) in core.attributes(of: try core.ref(inode)) }
+    }
+
+    public func setAttributes(of inode: InodeNumber, _ changes: AttributeChanges, caller: Caller) throws(Errno) -> Attributes {
+        if let control = try controlSetAttributes(inode, changes) { return control }
+        try checkWritable()
+        let now = Timestamp.now()
+        return try core.withLock { core throws(Errno) in
+            let ref = try core.ref(inode)
+            if let size = changes.size {
+                guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
+                try core.resize(ref, to: size, reader: reader, at: now)
+            }
+            core.overlay.update(ref) { node in
+                if let mode = changes.mode { node.permissions = mode & 0o7777 }
+                if let uid = changes.uid { node.uid = uid }
+                if let gid = changes.gid { node.gid = gid }
+                if let time = changes.accessTime { node.accessTime = time.resolved(now) }
+                if let time = changes.modificationTime { node.modificationTime = time.resolved(now) }
+                node.changeTime = now
+            }
+            try core.journal()
+            return core.attributes(of: ref)
+        }
+    }
+
+    public func readLink(_ inode: InodeNumber) throws(Errno) -> [UInt8] {
+        if let target = controlReadLink(inode) { return target }
+        return try core.withLock { core throws(Errno) in
+            let view = core.overlay.view(try core.ref(inode))
+            guard view.kind == .symlink, let target = view.target else { throw .invalidArgument }
+            return target
+        }
+    }
+
+    public func makeNode(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, rdev: UInt64, caller: Caller) throws(Errno) -> Attributes {
+        let type = mode & UInt32(S_IFMT)
+        let kind: NodeKind
+        switch type {
+        case UInt32(S_IFREG): kind = .regularFile
+        case UInt32(S_IFIFO): kind = .fifo
+        default: throw .notPermitted   // devices and sockets are not archived
+        }
+        return try create(kind, in: parent, name, mode: mode, caller: caller)
+    }
+
+    public func makeDirectory(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, caller: Caller) throws(Errno) -> Attributes {
+        try create(.directory, in: parent, name, mode: mode, caller: caller)
+    }
+
+    public func makeSymlink(in parent: InodeNumber, _ name: [UInt8], target: [UInt8], caller: Caller) throws(Errno) -> Attributes {
+        guard !target.isEmpty, target.count <= 4095 else { throw .fileNameTooLong }
+        guard String(validating: target, as: UTF8.self) != nil else { throw .illegalByteSequence }
+        return try create(.symlink, in: parent, name, mode: 0o777, caller: caller, target: target)
+    }
+
+    public func link(_ inode: InodeNumber, into parent: InodeNumber, _ name: [UInt8]) throws(Errno) -> Attributes {
+        try checkNotControl(inode)
+        try checkWritable(parent)
+        let now = Timestamp.now()
+        return try core.withLock { core throws(Errno) in
+            let ref = try core.ref(inode)
+            // A second name of a file on the medium gets its own copy of the
+            // bytes: cloning medium data would make the commit read the medium while writing it.
+            if core.overlay.kind(ref) == .regularFile { try core.stageContent(of: ref, truncate: false, reader: reader, at: now) }
+            try core.overlay.link(ref, named: name, in: try core.ref(parent), at: now)
+            try core.journal()
+            let attributes = core.attributes(of: ref)
+            core.inodes.retain(attributes.inode)
+            return attributes
+        }
+    }
+
+    public func unlink(in parent: InodeNumber, _ name: [UInt8]) throws(Errno) {
+        try remove(name, in: parent, directory: false)
+    }
+
+    public func removeDirectory(in parent: InodeNumber, _ name: [UInt8]) throws(Errno) {
+        try remove(name, in: parent, directory: true)
+    }
+
+    public func rename(in parent: InodeNumber, _ name: [UInt8], to newParent: InodeNumber, _ newName: [UInt8],
+                       mode: RenameMode) throws(Errno) {
+        try checkWritable(parent)
+        try checkWritable(newParent)
+        let now = Timestamp.now()
+        try core.withLock { core throws(Errno) in
+            try core.overlay.rename(name, in: try core.ref(parent), to: newName, in: try core.ref(newParent), mode: mode, at: now)
+            try core.journal()
+        }
+    }
+
+    // MARK: Files
+
+    public func open(_ inode: InodeNumber, flags: Int32, caller: Caller) throws(Errno) -> OpenedFile {
+        if let control = try controlOpen(inode, flags: flags) { return control }
+        let writing = flags & O_ACCMODE != O_RDONLY
+        if writing || flags & O_TRUNC != 0 { try checkWritable() }
+        let now = Timestamp.now()
+        return try core.withLock { core throws(Errno) in
+            let ref = try core.ref(inode)
+            guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
+            if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, reader: reader, at: now) }
+            let immutable = core.overlay.view(ref).isBase
+            let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
+                                         append: flags & O_APPEND != 0))
+            return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
+        }
+    }
+
+    public func create(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, flags: Int32, caller: Caller) throws(Errno) -> (Attributes, OpenedFile) {
+        let attributes = try create(.regularFile, in: parent, name, mode: mode, caller: caller)
+        let handle = core.withLock { core in
+            core.open(.file(identity: core.inodes.identity(of: attributes.inode)!, writable: true, append: flags & O_APPEND != 0))
+        }
+        return (attributes, OpenedFile(handle: handle, keepCache: false, directIO: false))
+    }
+
+    public func read(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment] {
+        let plan = try core.withLock { core throws(Errno) in try core.readPlan(handle, offset: offset, size: size) }
+        switch plan {
+        case .bytes(let bytes):
+            return [.bytes(bytes)]
+        case .staged(let descriptor, let length):
+            return length > 0 ? [.file(descriptor, offset: offset, length: length)] : []
+        case .medium(let ranges):
+            return try ranges.map { range throws(Errno) in
+                if let image { return .file(image, offset: range.byteOffset, length: range.length) }
+                do throws(IsofuseError) {
+                    return .bytes(try withScratchBuffer(byteCount: range.length) { buffer throws(IsofuseError) in
+                        Array(buffer[..<(try reader.readFully(into: buffer, at: range.byteOffset))])
+                    })
+                } catch {
+                    throw Errno(rawValue: error.code.errno)
+                }
+            }
+        }
+    }
+
+    public func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        if let written = try controlWrite(handle, data: data) { return written }
+        let now = Timestamp.now()
+        let buffer = CallerBuffer(bytes: data)
+        return try core.withLock { core throws(Errno) in try core.write(handle, offset: offset, data: buffer.bytes, reader: reader, at: now) }
+    }
+
+    public func flush(_ handle: UInt64) throws(Errno) {
+        try core.withLock { core throws(Errno) in try core.journal() }
+    }
+
+    public func fsync(_ handle: UInt64, dataOnly: Bool) throws(Errno) {
+        try core.withLock { core throws(Errno) in try core.sync(handle) }
+    }
+
+    public func release(_ handle: UInt64) {
+        if controlRelease(handle) { return }
+        core.withLock { core in
+            core.handles[handle] = nil
+            try? core.journal()
+        }
+    }
+
+    // MARK: Directories
+
+    public func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile {
+        let entries: [DirectoryEntry]
+        if let control = try controlListing(inode) {
+            entries = control
+        } else {
+            entries = try core.withLock { core throws(Errno) in try core.listing(inode) }
+        }
+        let handle = core.withLock { $0.open(.directory(entries)) }
+        return OpenedFile(handle: handle, keepCache: false, directIO: false)
+    }
+
+    public func readDirectory(_ handle: UInt64, from offset: UInt64) throws(Errno) -> [DirectoryEntry] {
+        try core.withLock { core throws(Errno) in
+            guard case .directory(let entries)? = core.handles[handle] else { throw .badFileDescriptor }
+            return offset < entries.count ? Array(entries[Int(offset)...]) : []
+        }
+    }
+
+    public func releaseDirectory(_ handle: UInt64) {
+        core.withLock { $0.handles[handle] = nil }
+    }
+
+    public func statistics() -> FileSystemStatistics {
+        core.withLock { core in
+            let space = core.space()
+            let blockSize: UInt64 = 2048
+            return FileSystemStatistics(blockSize: UInt32(blockSize),
+                                        blocks: (UInt64(core.medium.nextWritableBlock) * blockSize + core.medium.freeBytes) / blockSize,
+                                        freeBlocks: space.available / blockSize,
+                                        files: UInt64(core.overlay.base.nodeCount + core.overlay.state.nodes.count),
+                                        freeFiles: 1 << 32, nameMax: 255)
+        }
+    }
+
+    // MARK: Extended attributes
+
+    public func setExtendedAttribute(_ inode: InodeNumber, _ name: String, _ value: [UInt8], flags: Int32) throws(Errno) {
+        try checkNotControl(inode)
+        guard !name.hasPrefix("isofs.") else { throw .notPermitted }
+        try checkWritable()
+        let now = Timestamp.now()
+        try core.withLock { core throws(Errno) in
+            let ref = try core.ref(inode)
+            let exists = core.overlay.view(ref).xattrs[name] != nil
+            if flags & xattrCreate != 0 && exists { throw .fileExists }
+            if flags & xattrReplace != 0 && !exists { throw .noData }
+            core.overlay.update(ref) { node in
+                node.xattrs[name] = value
+                node.changeTime = now
+            }
+            try core.journal()
+        }
+    }
+
+    public func extendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8] {
+        if let control = try controlExtendedAttribute(inode, name) { return control }
+        return try core.withLock { core throws(Errno) in
+            guard let value = core.overlay.view(try core.ref(inode)).xattrs[name] else { throw .noData }
+            return value
+        }
+    }
+
+    public func extendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String] {
+        if isControl(inode) { return [] }
+        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).xattrs.keys.sorted() }
+    }
+
+    public func removeExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) {
+        try checkNotControl(inode)
+        try checkWritable()
+        let now = Timestamp.now()
+        try core.withLock { core throws(Errno) in
+            let ref = try core.ref(inode)
+            guard core.overlay.view(ref).xattrs[name] != nil else { throw .noData }
+            core.overlay.update(ref) { node in
+                node.xattrs[name] = nil
+                node.changeTime = now
+            }
+            try core.journal()
+        }
+    }
+
+    public func shutdown() {
+        background.sync {}
+        core.withLock { core in
+            try? core.flushDirty()
+            core.staging?.sync()
+            core.staging = nil   // unlocks the staging directory for the next mount
+        }
+    }
+
+    // MARK: Helpers
+
+    private func create(_ kind: NodeKind, in parent: InodeNumber, _ name: [UInt8], mode: UInt32, caller: Caller,
+                        target: Name? = nil) throws(Errno) -> Attributes {
+        try checkWritable(parent)
+        let now = Timestamp.now()
+        return try core.withLock { core throws(Errno) in
+            let directory = try core.ref(parent)
+            let parentView = core.overlay.view(directory)
+            // A setgid directory gives its group to new nodes, and its setgid bit to new directories.
+            let inheritsGroup = parentView.permissions & UInt32(S_ISGID) != 0
+            var permissions = kind == .symlink ? 0o777 : mode & 0o7777 & ~caller.umask
+            if inheritsGroup && kind == .directory { permissions |= UInt32(S_ISGID) }
+            var node = UpperNode(kind: kind, permissions: permissions, uid: caller.uid,
+                                 gid: inheritsGroup ? parentView.gid : caller.gid,
+                                 accessTime: now, modificationTime: now, changeTime: now, target: target)
+            if kind == .regularFile {
+                let data = core.overlay.allocateDataID()
+                try core.createDataFile(data)
+                node.content = .staged(data)
+            }
+            try core.checkSpace(adding: 0, entries: 1)
+            let id = try core.overlay.create(node, named: name, in: directory, at: now)
+            try core.journal()
+            let attributes = core.attributes(of: .upper(id))
+            core.inodes.retain(attributes.inode)
+            return attributes
+        }
+    }
+
+    private func remove(_ name: [UInt8], in parent: InodeNumber, directory: Bool) throws(Errno) {
+        try checkWritable(parent)
+        let now = Timestamp.now()
+        try core.withLock { core throws(Errno) in
+            let removed = try core.overlay.remove(name, in: try core.ref(parent), directory: directory, at: now)
+            try core.journal()
+            core.forgetData(of: removed)
+        }
+    }
+
+    func checkWritable(_ parent: InodeNumber? = nil) throws(Errno) {
+        if let parent, isControl(parent) { throw .notPermitted }
+        guard isWritable else { throw .readOnlyFileSystem }
+        try core.withLock { core throws(Errno) in
+            guard core.staging != nil else { throw .readOnlyFileSystem }
+        }
+    }
+}
+
+/// A write's bytes, taken into the locked region. They belong to the
+/// caller, which waits for the call, so they outlive every use.
+private struct CallerBuffer: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+}
+
+/// setxattr(2) flags (sys/xattr.h is not in Glibc's module).
+private let xattrCreate: Int32 = 1
+private let xattrReplace: Int32 = 2
+
+extension TimeChange {
+    func resolved(_ now: Timestamp) -> Timestamp {
+        switch self {
+        case .now: now
+        case .set(let time): time
+        }
+    }
+}
+
+/// The reader of a blank medium that has no image file yet: nothing to read.
+private struct NoMedium: MediumReader {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int { 0 }
+}

@@ -1,0 +1,160 @@
+// The mounted filesystem driven through its FUSE-facing operations, without
+// a mount: staging, the control directory, commits, persistence.
+
+import Foundation
+import SessionStore
+import Stage
+import SystemPackage
+import Testing
+
+/// A `MountedFileSystem` over a three-session fixture, and helpers that speak paths.
+struct MountedSetup {
+    let dir: TemporaryDirectory
+    let fixture: Fixtures.ThreeSessions
+    var fs: MountedFileSystem
+    static let caller = Caller(uid: 0, gid: 0, pid: 1, umask: 0o022)
+
+    init(capacity: UInt64? = nil) throws {
+        dir = try TemporaryDirectory()
+        fixture = try Fixtures.makeThreeSessionImage(in: dir)
+        fs = try Self.mount(fixture.image, staging: dir.url("staging"), capacity: capacity)
+    }
+
+    static func mount(_ image: String, staging: String, capacity: UInt64? = nil, session: Int? = nil) throws -> MountedFileSystem {
+        try MountedFileSystem(options: MountOptions(drive: DriveAddress(parsing: image), staging: FilePath(staging),
+                                                    session: session, capacity: capacity),
+                              environment: [:])
+    }
+
+    /// The inode at a path ("/" the root), looked up as the kernel would.
+    func inode(_ path: String) throws(Errno) -> InodeNumber {
+        var inode = rootInode
+        for component in path.split(separator: "/") {
+            inode = try fs.lookup(inode, Array(component.utf8)).inode
+        }
+        return inode
+    }
+
+    func place(_ path: String) throws -> (InodeNumber, [UInt8]) {
+        let parent = String(path[..<path.lastIndex(of: "/")!])
+        return (try inode(parent.isEmpty ? "/" : parent), Array(path.split(separator: "/").last!.utf8))
+    }
+
+    func write(_ path: String, _ bytes: [UInt8]) throws {
+        let (parent, name) = try place(path)
+        let (_, file) = try fs.create(in: parent, name, mode: 0o100644, flags: O_WRONLY, caller: Self.caller)
+        _ = try bytes.withUnsafeBytes { try fs.write(file.handle, offset: 0, data: $0) }
+        fs.release(file.handle)
+    }
+
+    func read(_ path: String) throws -> [UInt8] {
+        let file = try fs.open(try inode(path), flags: O_RDONLY, caller: Self.caller)
+        defer { fs.release(file.handle) }
+        var bytes: [UInt8] = []
+        for segment in try fs.read(file.handle, offset: 0, size: 1 << 24) {
+            switch segment {
+            case .bytes(let data): bytes += data
+            case .file(let descriptor, let offset, let length):
+                var buffer = [UInt8](repeating: 0, count: length)
+                let n = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(offset), into: $0) }
+                bytes += buffer[..<n]
+            }
+        }
+        return bytes
+    }
+
+    func names(_ path: String) throws -> [String] {
+        let directory = try fs.openDirectory(try inode(path))
+        defer { fs.releaseDirectory(directory.handle) }
+        return try fs.readDirectory(directory.handle, from: 0).map { String(decoding: $0.name, as: UTF8.self) }
+    }
+
+    func status() throws -> StatusReport {
+        try StatusReport.decode(json: try fs.extendedAttribute(try inode("/.isofuse/status"), "user.isofuse.status"))
+    }
+
+    /// Touches `.isofuse/commit` and waits for the commit to end.
+    func commit() throws -> StatusReport {
+        let before = try status().commit.sequence
+        _ = try fs.setAttributes(of: try inode("/.isofuse/commit"), AttributeChanges(modificationTime: .now), caller: Self.caller)
+        while true {
+            let status = try status()
+            if status.commit.sequence > before && status.commit.state != .running { return status }
+            usleep(20_000)
+        }
+    }
+}
+
+@Suite struct MountedFileSystemTests {
+    @Test func stagedChangesAreCommittedAsTheMergedView() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        try setup.write("/hello.txt", Array("hello, disc\n".utf8))
+        _ = try setup.fs.makeDirectory(in: rootInode, Array("photos".utf8), mode: 0o755, caller: MountedSetup.caller)
+        try setup.fs.rename(in: rootInode, Array("docs".utf8), to: try setup.inode("/photos"), Array("docs".utf8), mode: .replace)
+        try setup.fs.unlink(in: rootInode, Array("empty.txt".utf8))
+        #expect(try setup.status().staged.added >= 2)
+        #expect(try setup.names("/").contains(".isofuse") == false)
+
+        let result = try setup.commit()
+        #expect(result.commit.state == .succeeded, "\(result.commit.message)")
+        #expect(result.medium.sessions == 4)
+        #expect(result.staged.added == 0 && result.staged.bytes == 0)
+        #expect(try Xorriso.checkMD5(image: setup.fixture.image))
+        let listing = try Xorriso.list(image: setup.fixture.image)
+        #expect(listing["/hello.txt"]?.size == 12)
+        #expect(listing["/photos/docs/readme.txt"] != nil && listing["/docs"] == nil && listing["/empty.txt"] == nil)
+        // The mount shows the same, now from the new session.
+        #expect(try setup.read("/hello.txt") == Array("hello, disc\n".utf8))
+        #expect(try setup.fs.attributes(of: try setup.inode("/hello.txt")).isImmutable)
+        #expect(try setup.names("/.isofuse/sessions") == [".", "..", "latest", "1", "2", "3", "4"])
+        #expect(try setup.names("/.isofuse/sessions/3").contains("docs"))
+    }
+
+    @Test func stagedChangesSurviveARemountAndStayWithTheirMedium() throws {
+        var setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        try setup.write("/kept.txt", Array("kept".utf8))
+        setup.fs.shutdown()
+        setup.fs = try MountedSetup.mount(setup.fixture.image, staging: setup.dir.url("staging"))
+        #expect(try setup.read("/kept.txt") == Array("kept".utf8))
+
+        // Another medium with the default staging location does not see them.
+        let other = try Fixtures.makeGenisoimageImage(in: setup.dir)
+        let otherFS = try MountedFileSystem(options: MountOptions(drive: DriveAddress(parsing: other)),
+                                            environment: ["XDG_STATE_HOME": setup.dir.url("state")])
+        #expect(throws: Errno.noSuchFileOrDirectory) { try otherFS.lookup(rootInode, Array("kept.txt".utf8)) }
+    }
+
+    @Test func writesBeyondTheMediumsSpaceFailAtWriteTime() throws {
+        let nwa = try Drive(DriveAddress(parsing: try MountedSetup().fixture.image)).medium().nextWritableBlock
+        let setup = try MountedSetup(capacity: UInt64(nwa) * 2048 + 1_000_000)
+        defer { setup.dir.remove() }
+        let (_, file) = try setup.fs.create(in: rootInode, Array("big".utf8), mode: 0o100644, flags: O_WRONLY, caller: MountedSetup.caller)
+        let chunk = [UInt8](repeating: 7, count: 256 * 1024)
+        var written = 0
+        let error = #expect(throws: Errno.self) {
+            while true {
+                written += try chunk.withUnsafeBytes { try setup.fs.write(file.handle, offset: UInt64(written), data: $0) }
+            }
+        }
+        #expect(error == .noSpace)
+        #expect(written > 0 && written < 1_000_000)
+        setup.fs.release(file.handle)
+    }
+
+    @Test func sessionViewsAndReadOnlyMountsRefuseWrites() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        let view = try MountedSetup.mount(setup.fixture.image, staging: setup.dir.url("view-staging"), session: 1)
+        #expect(throws: Errno.readOnlyFileSystem) {
+            _ = try view.makeDirectory(in: rootInode, Array("x".utf8), mode: 0o755, caller: MountedSetup.caller)
+        }
+        let commit = try view.lookup(try view.lookup(rootInode, Array(".isofuse".utf8)).inode, Array("commit".utf8))
+        #expect(throws: Errno.readOnlyFileSystem) {
+            _ = try view.setAttributes(of: commit.inode, AttributeChanges(modificationTime: .now), caller: MountedSetup.caller)
+        }
+        // Session 1 still has what later sessions removed.
+        #expect(try view.lookup(rootInode, Array("docs".utf8)).mode & UInt32(S_IFDIR) != 0)
+    }
+}
