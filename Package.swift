@@ -24,18 +24,20 @@ let package = Package(
                        providers: [.apt(["libisoburn-dev", "libisofs-dev", "libburn-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
+        // Linux headers Swift's Glibc module leaves out (xattrs, malloc_trim).
+        .systemLibrary(name: "CLinux"),
 
         // The medium: drives, sessions, trees, reads, verification, appends.
         .target(name: "SessionStore",
-                dependencies: ["CIsoburn", .product(name: "SystemPackage", package: "swift-system")],
+                dependencies: ["CIsoburn", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
                 swiftSettings: strict),
         // The staging overlay (grows with the mount).
         .target(name: "Stage",
-                dependencies: ["SessionStore", .product(name: "SystemPackage", package: "swift-system")],
+                dependencies: ["SessionStore", "CLinux", .product(name: "SystemPackage", package: "swift-system")],
                 swiftSettings: strict),
         // The executable: CLI and FUSE glue.
         .executableTarget(name: "isofuse",
-                          dependencies: ["SessionStore", "Stage", "CFuse3",
+                          dependencies: ["SessionStore", "Stage", "CFuse3", "CLinux",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "SystemPackage", package: "swift-system")],
                           swiftSettings: strict),

@@ -20,7 +20,3 @@ static inline int isofuse_stream_is_filtered(IsoStream *s)
     return iso_stream_get_input_stream(s, 0) != NULL;
 }
 
-// A loaded libisofs tree costs ~700 bytes a node; after it is dropped, glibc
-// keeps the memory unless asked to give it back (malloc.h is not in Glibc's module).
-#include <malloc.h>
-static inline void isofuse_return_free_memory(void) { malloc_trim(0); }

@@ -3,6 +3,7 @@
 // so `Drive` itself is a plain Sendable value-like reference.
 
 import CIsoburn
+import CLinux
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -258,7 +259,8 @@ public final class Drive: Sendable {
             isoburn_attach_image(handle.drive, empty)
         }
         _ = Libburnia.drainMessages()
-        isofuse_return_free_memory()
+        // A libisofs tree costs ~700 bytes a node; glibc keeps freed memory unless asked.
+        malloc_trim(0)
     }
 
     // MARK: Reading

@@ -125,6 +125,21 @@ struct Core {
         }
     }
 
+    /// Sets or removes an xattr (or ACL) and journals it.
+    mutating func changeExtendedAttribute(_ ref: NodeRef, _ name: String, _ value: [UInt8]?, at now: Timestamp) throws(Errno) {
+        var node = overlay.upperNode(ref) ?? UpperNode(kind: .directory, permissions: 0, uid: 0, gid: 0, accessTime: now,
+                                                        modificationTime: now, changeTime: now)
+        node.xattrs = overlay.view(ref).xattrs
+        node.acl = overlay.view(ref).acl
+        try node.setExtendedAttribute(name, value)   // validates before anything is staged
+        overlay.update(ref) { staged in
+            staged.xattrs = node.xattrs
+            staged.acl = node.acl
+            staged.changeTime = now
+        }
+        try journal()
+    }
+
     // MARK: Staged data
 
     func dataPath(_ id: DataID) -> FilePath {

@@ -8,6 +8,7 @@
 // with pwrite. A commit runs on its own thread; it takes the lock only to
 // freeze the changes, to report progress and to switch to the new session.
 
+import CLinux
 import Foundation
 import SessionStore
 import Synchronization
@@ -291,33 +292,29 @@ public final class MountedFileSystem: FileSystemOperations {
 
     public func setExtendedAttribute(_ inode: InodeNumber, _ name: String, _ value: [UInt8], flags: Int32) throws(Errno) {
         try checkNotControl(inode)
-        guard !name.hasPrefix("isofs.") else { throw .notPermitted }
+        guard !name.hasPrefix("isofs.") else { throw .notPermitted }   // libisofs' own
         try checkWritable()
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
-            let exists = core.overlay.view(ref).xattrs[name] != nil
-            if flags & xattrCreate != 0 && exists { throw .fileExists }
-            if flags & xattrReplace != 0 && !exists { throw .noData }
-            core.overlay.update(ref) { node in
-                node.xattrs[name] = value
-                node.changeTime = now
-            }
-            try core.journal()
+            let exists = core.overlay.view(ref).extendedAttributes[name] != nil
+            if flags & Int32(XATTR_CREATE) != 0 && exists { throw .fileExists }
+            if flags & Int32(XATTR_REPLACE) != 0 && !exists { throw .noData }
+            try core.changeExtendedAttribute(ref, name, value, at: now)
         }
     }
 
     public func extendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8] {
         if let control = try controlExtendedAttribute(inode, name) { return control }
         return try core.withLock { core throws(Errno) in
-            guard let value = core.overlay.view(try core.ref(inode)).xattrs[name] else { throw .noData }
+            guard let value = core.overlay.view(try core.ref(inode)).extendedAttributes[name] else { throw .noData }
             return value
         }
     }
 
     public func extendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String] {
         if isControl(inode) { return [] }
-        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).xattrs.keys.sorted() }
+        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).extendedAttributes.keys.sorted() }
     }
 
     public func removeExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) {
@@ -326,12 +323,8 @@ public final class MountedFileSystem: FileSystemOperations {
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
-            guard core.overlay.view(ref).xattrs[name] != nil else { throw .noData }
-            core.overlay.update(ref) { node in
-                node.xattrs[name] = nil
-                node.changeTime = now
-            }
-            try core.journal()
+            guard core.overlay.view(ref).extendedAttributes[name] != nil else { throw .noData }
+            try core.changeExtendedAttribute(ref, name, nil, at: now)
         }
     }
 
@@ -398,10 +391,6 @@ public final class MountedFileSystem: FileSystemOperations {
 private struct CallerBuffer: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
 }
-
-/// setxattr(2) flags (sys/xattr.h is not in Glibc's module).
-private let xattrCreate: Int32 = 1
-private let xattrReplace: Int32 = 2
 
 extension TimeChange {
     func resolved(_ now: Timestamp) -> Timestamp {
