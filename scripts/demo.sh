@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Makes a two-session image of this project's own code with xorriso, then
-# shows what isofuse reads from it: the sessions, and a check of every MD5.
+# The spec's "Typical use", on an image file standing in for a 700 MB disc:
+# mount, copy in, commit (session 1), change things, commit (session 2),
+# look at session 1 as it was, check every MD5, unmount.
 set -euo pipefail
-isofuse=${1:-.build/release/isofuse}
+isofuse=$(realpath "${1:-.build/release/isofuse}")
 work=$(mktemp -d /tmp/isofuse-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-image=$work/demo.iso
+image=$work/backup.iso
+disc=$work/disc
+mkdir "$disc"
+cleanup() {
+    mountpoint -q "$disc" && "$isofuse" unmount "$disc"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
 
-echo "== session 1: Sources/, session 2: Tests/ and README.md (written by xorriso -md5 on)"
-xorriso -abort_on FAILURE -md5 on -for_backup -outdev "stdio:$image" -volid DEMO_1 \
-    -map Sources /Sources -commit 2>/dev/null
-xorriso -abort_on FAILURE -md5 on -for_backup -dev "stdio:$image" -volid DEMO_2 \
-    -map Tests /Tests -map README.md /README.md -commit 2>/dev/null
+run "$isofuse" mount "$image" "$disc" --capacity 700M --staging "$work/staging"
+run cp -a Sources "$disc/"
+run "$isofuse" status "$disc"
+run "$isofuse" commit "$disc"
 
-echo; echo "== isofuse toc $image"
-"$isofuse" toc "$image"
-echo; echo "== isofuse check $image"
-"$isofuse" check "$image"
+say "echo 'second session' > $disc/NOTES.txt; mv $disc/Sources $disc/code; rm -r $disc/code/CFuse3"
+echo 'second session' > "$disc/NOTES.txt"
+mv "$disc/Sources" "$disc/code"
+rm -r "$disc/code/CFuse3"
+run "$isofuse" commit "$disc"
+
+run ls "$disc" "$disc/.isofuse/sessions/1/"
+run "$isofuse" toc "$image"
+run "$isofuse" unmount "$disc"
+run "$isofuse" check "$image"

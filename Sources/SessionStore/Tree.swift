@@ -99,6 +99,8 @@ public struct Tree: Sendable {
     var extents: [Extent]
     var digests: [MD5Digest]
     var attributes: [NodeAttributes]
+    /// The names of files with more than one, by inode (first name first).
+    var linkGroups: [UInt32: [NodeID]]
 
     /// The session this tree belongs to.
     public let session: SessionInfo?
@@ -208,6 +210,13 @@ public struct Tree: Sendable {
     public func attributes(of node: NodeID) -> NodeAttributes {
         let index = records[node.index].attributesIndex
         return index == .max ? NodeAttributes() : attributes[Int(index)]
+    }
+
+    /// All names of a file that has several (hard links), in node order; just the node otherwise.
+    public func hardLinks(of node: NodeID) -> [NodeID] {
+        let r = records[node.index]
+        guard r.nlink > 1, r.kind != .directory, let group = linkGroups[r.inode] else { return [node] }
+        return group
     }
 
     /// Every node below `start` (itself included), parents before children.

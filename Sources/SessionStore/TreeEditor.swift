@@ -163,7 +163,7 @@ extension MetadataChange {
         self.init(permissions: metadata.permissions, uid: metadata.uid, gid: metadata.gid,
                   accessTime: metadata.accessTime, modificationTime: metadata.modificationTime,
                   changeTime: metadata.changeTime, setXattrs: metadata.xattrs,
-                  acl: metadata.acl.map { .some($0) } ?? nil)
+                  acl: metadata.acl.map { ACLText?.some($0) })   // no ACL: none to set
     }
 }
 

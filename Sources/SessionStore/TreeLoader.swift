@@ -58,9 +58,9 @@ struct TreeLoader {
                 records.append(record)
             }
         }
-        countLinks()
+        let linkGroups = countLinks()
         return Tree(records: records, bytes: bytes, extents: extents, digests: digests,
-                    attributes: attributes, session: session)
+                    attributes: attributes, linkGroups: linkGroups, session: session)
     }
 
     private mutating func pendingChildren(of dir: OpaquePointer, parent: UInt32) -> [Pending] {
@@ -171,11 +171,13 @@ struct TreeLoader {
 
     /// Hard-link counts: names sharing an inode are one file; a directory has
     /// its own entry, its "." and one ".." per subdirectory.
-    private mutating func countLinks() {
-        var namesPerInode: [UInt32: UInt32] = [:]
-        for r in records where r.kind != .directory && r.inode != 0 {
-            namesPerInode[r.inode, default: 0] += 1
+    /// Returns the names of each file that has several.
+    private mutating func countLinks() -> [UInt32: [NodeID]] {
+        var names: [UInt32: [NodeID]] = [:]
+        for (index, r) in records.enumerated() where r.kind != .directory && r.inode != 0 {
+            names[r.inode, default: []].append(NodeID(rawValue: UInt32(index)))
         }
+        let namesPerInode = names.mapValues { UInt32($0.count) }
         for i in records.indices {
             if records[i].kind == .directory {
                 let start = Int(records[i].payloadStart)
@@ -186,6 +188,7 @@ struct TreeLoader {
                 records[i].nlink = namesPerInode[records[i].inode] ?? 1
             }
         }
+        return names.filter { $0.value.count > 1 }
     }
 }
 

@@ -61,8 +61,11 @@ extension MountedFileSystem {
                 }
             }
             let tree = try drive.loadTree()
+            // The first commit to a blank image file creates the file.
+            let reader = core.withLock { $0.reader } is NoMedium ? try drive.makeReader() : nil
             try core.withLock { core throws(IsofuseError) in
                 try core.switchBase(to: tree, medium: medium)
+                if let reader { core.reader = reader }
                 core.commit.state = .succeeded
                 core.commit.phase = "done"
                 core.commit.percent = 100
@@ -147,7 +150,7 @@ extension Core {
         try flushDirtyForRewrite()
         let (rebased, rebase) = try Rebase.rebase(live: overlay, frozen: frozen.overlay, onto: tree)
         overlay = rebased
-        inodes.translate(rebase.translate)
+        inodes.translate { old in rebase.translate(old).map { overlay.identity(overlay.resolve($0)) } }
         for (number, handle) in handles {
             if case .file(let identity, let writable, let append) = handle, let moved = rebase.translate(identity) {
                 handles[number] = .file(identity: moved, writable: writable, append: append)

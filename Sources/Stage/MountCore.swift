@@ -37,6 +37,8 @@ struct FrozenChanges {
 struct Core {
     var overlay: Overlay
     var medium: MediumInfo
+    /// Reads the medium's bytes (`NoMedium` until a blank image file exists).
+    var reader: any MediumReader
     var staging: StagingArea?
     var inodes = InodeTable()
     var handles: [UInt64: Handle] = [:]
@@ -55,9 +57,10 @@ struct Core {
     var notes: [String] = []
     var sessionTrees: [Int: Tree] = [:]
 
-    init(overlay: Overlay, medium: MediumInfo) {
+    init(overlay: Overlay, medium: MediumInfo, reader: any MediumReader) {
         self.overlay = overlay
         self.medium = medium
+        self.reader = reader
     }
 
     // MARK: References and attributes
@@ -125,16 +128,28 @@ struct Core {
         }
     }
 
+    /// Before a hard-linked file of the medium changes, it gets a staged copy:
+    /// the commit then adds it under each name from that one copy (a kept
+    /// medium node can have one place only).
+    mutating func stageIfHardLinked(_ ref: NodeRef, at now: Timestamp) throws(Errno) {
+        let view = overlay.view(ref)
+        guard view.kind == .regularFile, view.nlink > 1 else { return }
+        if case .staged? = overlay.upperNode(ref)?.content { return }
+        try stageContent(of: ref, truncate: false, at: now)
+    }
+
     /// Sets or removes an xattr (or ACL) and journals it.
     mutating func changeExtendedAttribute(_ ref: NodeRef, _ name: String, _ value: [UInt8]?, at now: Timestamp) throws(Errno) {
-        var node = overlay.upperNode(ref) ?? UpperNode(kind: .directory, permissions: 0, uid: 0, gid: 0, accessTime: now,
-                                                        modificationTime: now, changeTime: now)
-        node.xattrs = overlay.view(ref).xattrs
-        node.acl = overlay.view(ref).acl
+        try stageIfHardLinked(ref, at: now)
+        let view = overlay.view(ref)
+        var node = UpperNode(kind: view.kind, permissions: view.permissions, uid: view.uid, gid: view.gid,
+                             accessTime: view.accessTime, modificationTime: view.modificationTime,
+                             changeTime: now, xattrs: view.xattrs, acl: view.acl)
         try node.setExtendedAttribute(name, value)   // validates before anything is staged
         overlay.update(ref) { staged in
             staged.xattrs = node.xattrs
             staged.acl = node.acl
+            staged.permissions = node.permissions   // a minimal access ACL is the mode
             staged.changeTime = now
         }
         try journal()
@@ -168,7 +183,7 @@ struct Core {
 
     /// Makes a file's content a staged file of its own: copies medium bytes
     /// (unless truncating), or copies a staged file a running commit is reading.
-    mutating func stageContent(of ref: NodeRef, truncate: Bool, reader: any MediumReader, at now: Timestamp) throws(Errno) {
+    mutating func stageContent(of ref: NodeRef, truncate: Bool, at now: Timestamp) throws(Errno) {
         let view = overlay.view(ref)
         let content = overlay.upperNode(ref)?.content
         let newSize = truncate ? 0 : view.size
@@ -179,12 +194,12 @@ struct Core {
         case .staged(let current)?:
             data = overlay.allocateDataID()
             try createDataFile(data)
-            try copy(from: .staged(current), size: newSize, to: data, reader: reader)
+            try copy(from: .staged(current), size: newSize, to: data)
         default:
             try checkSpace(adding: newSize, entries: 0)
             data = overlay.allocateDataID()
             try createDataFile(data)
-            try copy(from: content ?? .base(baseNode(of: ref)), size: newSize, to: data, reader: reader)
+            try copy(from: content ?? .base(baseNode(of: ref)), size: newSize, to: data)
             stagedBytes += newSize
         }
         overlay.setContent(ref, .staged(data), size: newSize, at: view.modificationTime)
@@ -197,7 +212,7 @@ struct Core {
     }
 
     /// Copies `size` bytes of content into a new data file.
-    private mutating func copy(from content: FileContent, size: UInt64, to data: DataID, reader: any MediumReader) throws(Errno) {
+    private mutating func copy(from content: FileContent, size: UInt64, to data: DataID) throws(Errno) {
         let target = try descriptor(data)
         let chunk = 1 << 20
         var offset: UInt64 = 0
@@ -225,8 +240,8 @@ struct Core {
     }
 
     /// truncate(2).
-    mutating func resize(_ ref: NodeRef, to size: UInt64, reader: any MediumReader, at now: Timestamp) throws(Errno) {
-        try stageContent(of: ref, truncate: size == 0, reader: reader, at: now)
+    mutating func resize(_ ref: NodeRef, to size: UInt64, at now: Timestamp) throws(Errno) {
+        try stageContent(of: ref, truncate: size == 0, at: now)
         guard let node = overlay.upperNode(ref), case .staged(let data)? = node.content else { return }
         if size > node.size { try checkSpace(adding: size - node.size, entries: 0) }
         do {
@@ -243,10 +258,10 @@ struct Core {
         try journal()
     }
 
-    mutating func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, reader: any MediumReader,
+    mutating func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer,
                         at now: Timestamp) throws(Errno) -> Int {
         guard case .file(let identity, true, let append)? = handles[handle] else { throw .badFileDescriptor }
-        try stageContent(of: identity, truncate: false, reader: reader, at: now)
+        try stageContent(of: identity, truncate: false, at: now)
         guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
               case .staged(let dataID)? = node.content else { throw .ioError }
         let start = append ? node.size : offset

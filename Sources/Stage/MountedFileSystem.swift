@@ -20,9 +20,6 @@ import Glibc
 public final class MountedFileSystem: FileSystemOperations {
     let options: MountOptions
     let drive: Drive
-    let reader: any MediumReader
-    /// The image file's descriptor, for splicing (nil for a recorder).
-    let image: FileDescriptor?
     let owner: (uid: UInt32, gid: UInt32)
     let core: Mutex<Core>
     let invalidator = Mutex<KernelCacheInvalidator?>(nil)
@@ -34,10 +31,8 @@ public final class MountedFileSystem: FileSystemOperations {
         drive = try Drive(options.drive, capacity: options.capacity)
         let medium = try drive.medium()
         let base = try drive.loadTree(session: options.session)
-        reader = try Self.reader(for: drive, medium: medium)
-        image = (reader as? ImageFileReader)?.descriptor
         owner = (getuid(), getgid())
-        var core = Core(overlay: Overlay(base: base), medium: medium)
+        var core = Core(overlay: Overlay(base: base), medium: medium, reader: try Self.reader(for: drive, medium: medium))
         if options.session == nil && !options.readOnly && (medium.status == .blank || medium.status == .appendable) {
             let directory = if let staging = options.staging {
                 staging
@@ -50,7 +45,7 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     /// A blank image file may not exist yet; it has nothing to read anyway.
-    private static func reader(for drive: Drive, medium: MediumInfo) throws(IsofuseError) -> any MediumReader {
+    static func reader(for drive: Drive, medium: MediumInfo) throws(IsofuseError) -> any MediumReader {
         if medium.sessions.isEmpty, drive.address.kind == .image, access(drive.address.path.string, F_OK) != 0 {
             return NoMedium()
         }
@@ -99,9 +94,10 @@ public final class MountedFileSystem: FileSystemOperations {
         let now = Timestamp.now()
         return try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
+            try core.stageIfHardLinked(ref, at: now)
             if let size = changes.size {
                 guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
-                try core.resize(ref, to: size, reader: reader, at: now)
+                try core.resize(ref, to: size, at: now)
             }
             core.overlay.update(ref) { node in
                 if let mode = changes.mode { node.permissions = mode & 0o7777 }
@@ -154,7 +150,7 @@ public final class MountedFileSystem: FileSystemOperations {
             let ref = try core.ref(inode)
             // A second name of a file on the medium gets its own copy of the
             // bytes: cloning medium data would make the commit read the medium while writing it.
-            if core.overlay.kind(ref) == .regularFile { try core.stageContent(of: ref, truncate: false, reader: reader, at: now) }
+            if core.overlay.kind(ref) == .regularFile { try core.stageContent(of: ref, truncate: false, at: now) }
             try core.overlay.link(ref, named: name, in: try core.ref(parent), at: now)
             try core.journal()
             let attributes = core.attributes(of: ref)
@@ -192,7 +188,7 @@ public final class MountedFileSystem: FileSystemOperations {
         return try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
             guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
-            if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, reader: reader, at: now) }
+            if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, at: now) }
             let immutable = core.overlay.view(ref).isBase
             let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
                                          append: flags & O_APPEND != 0))
@@ -209,7 +205,8 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func read(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment] {
-        let plan = try core.withLock { core throws(Errno) in try core.readPlan(handle, offset: offset, size: size) }
+        let (plan, reader) = try core.withLock { core throws(Errno) in (try core.readPlan(handle, offset: offset, size: size), core.reader) }
+        let image = (reader as? ImageFileReader)?.descriptor
         switch plan {
         case .bytes(let bytes):
             return [.bytes(bytes)]
@@ -233,7 +230,7 @@ public final class MountedFileSystem: FileSystemOperations {
         if let written = try controlWrite(handle, data: data) { return written }
         let now = Timestamp.now()
         let buffer = CallerBuffer(bytes: data)
-        return try core.withLock { core throws(Errno) in try core.write(handle, offset: offset, data: buffer.bytes, reader: reader, at: now) }
+        return try core.withLock { core throws(Errno) in try core.write(handle, offset: offset, data: buffer.bytes, at: now) }
     }
 
     public func flush(_ handle: UInt64) throws(Errno) {
@@ -402,6 +399,6 @@ extension TimeChange {
 }
 
 /// The reader of a blank medium that has no image file yet: nothing to read.
-private struct NoMedium: MediumReader {
+struct NoMedium: MediumReader {
     func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int { 0 }
 }

@@ -75,10 +75,17 @@ public struct Overlay: Sendable {
         return ref
     }
 
-    /// A node's identity across shadowing: its base node if it has one.
-    public func identity(_ ref: NodeRef) -> NodeRef {
+    /// The base node a staged node shadows, if any; the node itself otherwise.
+    public func origin(_ ref: NodeRef) -> NodeRef {
         if case .upper(let id) = ref, let origin = state.nodes[id]?.origin { return .base(origin) }
         return ref
+    }
+
+    /// A node's identity across shadowing and hard links: its base node if it
+    /// has one (the first name of a hard-linked base file).
+    public func identity(_ ref: NodeRef) -> NodeRef {
+        guard case .base(let id) = origin(ref) else { return ref }
+        return .base(base.hardLinks(of: id)[0])
     }
 
     public func exists(_ ref: NodeRef) -> Bool {
@@ -178,7 +185,8 @@ public struct Overlay: Sendable {
                 xattrs: view.xattrs, acl: view.acl, origin: baseID,
                 content: view.kind == .regularFile ? .base(baseID) : nil, size: view.size, target: view.target,
                 rdev: view.rdev, nlink: view.kind == .regularFile ? view.nlink : 1)))
-            record(.shadow(baseID, id))
+            // All names of a hard-linked file are one staged node.
+            for name in base.hardLinks(of: baseID) { record(.shadow(name, id)) }
             return id
         }
     }
@@ -340,7 +348,9 @@ public struct Overlay: Sendable {
             }
             return nil
         }
-        if let origin = node.origin { record(.shadow(origin, nil)) }
+        if let origin = node.origin {
+            for name in base.hardLinks(of: origin) { record(.shadow(name, nil)) }
+        }
         record(.drop(id))
         return node
     }

@@ -57,6 +57,22 @@ public enum PosixACL {
         return bytes
     }
 
+    /// The rwx bits an ACL of only `user::`, `group::` and `other::` stands for; nil for any other ACL.
+    public static func permissions(ofMinimal text: String) -> UInt32? {
+        let shifts = ["user": 6, "group": 3, "other": 0]
+        var bits: UInt32 = 0
+        let lines = text.split(separator: "\n")
+        guard lines.count == 3 else { return nil }
+        for line in lines {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count == 3, fields[1].isEmpty, let shift = shifts[String(fields[0])] else { return nil }
+            let rwx = Array(fields[2].utf8)
+            let value = (rwx[0] == UInt8(ascii: "r") ? 4 : 0) | (rwx[1] == UInt8(ascii: "w") ? 2 : 0) | (rwx[2] == UInt8(ascii: "x") ? 1 : 0)
+            bits |= UInt32(value) << UInt32(shift)
+        }
+        return bits
+    }
+
     private static func littleEndian32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * UInt32($1)) }
     }
@@ -87,6 +103,12 @@ extension UpperNode {
         if let value {
             guard let parsed = PosixACL.text(fromBinary: value) else { throw .invalidArgument }
             text = parsed
+            // An access ACL of only the owner, group and other entries is the
+            // mode itself: like ext4, keep it as permission bits (cp -a sets such ACLs).
+            if name == PosixACL.accessName, let bits = PosixACL.permissions(ofMinimal: parsed) {
+                permissions = permissions & 0o7000 | bits
+                text = nil
+            }
         }
         var acl = self.acl ?? ACLText(access: nil, default: nil)
         if name == PosixACL.accessName { acl.access = text } else { acl.default = text }

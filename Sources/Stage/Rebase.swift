@@ -97,7 +97,7 @@ public struct Rebase: Sendable {
     }
 
     private mutating func note(_ raw: NodeRef, _ resolved: NodeRef, _ frozen: Overlay, _ node: NodeID) {
-        for ref in [raw, resolved, frozen.identity(resolved)] {
+        for ref in [raw, resolved, frozen.origin(resolved)] {
             switch ref {
             case .base(let id): baseMap[Int(id.rawValue)] = node.rawValue
             case .upper(let id): upperMap[id] = node

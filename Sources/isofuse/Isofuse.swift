@@ -8,7 +8,7 @@ import SessionStore
 struct Isofuse: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Multisession optical media (and ISO images) as a directory you can copy into.",
-        subcommands: [Toc.self, Check.self, Devices.self, Blank.self, Format.self, Eject.self,
+        subcommands: [Mount.self, Unmount.self, Toc.self, Check.self, Devices.self, Blank.self, Format.self, Eject.self,
                       Status.self, Commit.self, Discard.self])
 }
 

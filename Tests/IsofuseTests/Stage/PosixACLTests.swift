@@ -20,6 +20,11 @@ import Testing
         #expect(PosixACL.binary(fromText: PosixACL.text(fromBinary: Self.binary)!) == Self.binary)
     }
 
+    @Test func aMinimalACLIsTheMode() {
+        #expect(PosixACL.permissions(ofMinimal: "user::rwx\ngroup::r-x\nother::---\n") == 0o750)
+        #expect(PosixACL.permissions(ofMinimal: PosixACL.text(fromBinary: Self.binary)!) == nil)
+    }
+
     @Test func malformedInputIsRefused() {
         #expect(PosixACL.text(fromBinary: [1, 0, 0, 0]) == nil)
         #expect(PosixACL.text(fromBinary: Array(Self.binary.dropLast())) == nil)

@@ -136,16 +136,16 @@ enum Fixtures {
     }
 
     /// Modes are set explicitly so that the trees do not depend on the umask.
-    private static func makeDirectory(_ path: String) throws {
+    static func makeDirectory(_ path: String) throws {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
     }
 
-    private static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
+    static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
         try write(Data(text.utf8), to: path, mode: mode)
     }
 
-    private static func write(_ data: Data, to path: String, mode: Int) throws {
+    static func write(_ data: Data, to path: String, mode: Int = 0o644) throws {
         try makeDirectory((path as NSString).deletingLastPathComponent)
         try data.write(to: URL(fileURLWithPath: path))
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)

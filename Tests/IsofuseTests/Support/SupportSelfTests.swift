@@ -123,25 +123,3 @@ import Testing
         #expect(try Xorriso.checkMD5(image: image) == false)
     }
 }
-
-/// Every node below root, keyed by its path as in the image ("/a/b").
-private func hostTree(_ root: String) throws -> [String: EntryShape] {
-    let manager = FileManager.default
-    var tree: [String: EntryShape] = [:]
-    for case let relative as String in manager.enumerator(atPath: root)! {
-        let path = root + "/" + relative
-        let attributes = try manager.attributesOfItem(atPath: path)   // lstat: links are not followed
-        let type: Character = switch attributes[.type] as? FileAttributeType {
-        case .typeRegular?: "-"
-        case .typeDirectory?: "d"
-        case .typeSymbolicLink?: "l"
-        default: "p"   // Foundation has no name for a FIFO, the only other kind in the trees
-        }
-        tree["/" + relative] = EntryShape(
-            type: type, permissions: UInt32(attributes[.posixPermissions] as! Int),
-            uid: UInt32(attributes[.ownerAccountID] as! Int), gid: UInt32(attributes[.groupOwnerAccountID] as! Int),
-            size: type == "-" ? UInt64(attributes[.size] as! Int) : nil,
-            linkTarget: type == "l" ? try manager.destinationOfSymbolicLink(atPath: path) : nil)
-    }
-    return tree
-}

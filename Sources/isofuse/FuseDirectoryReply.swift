@@ -1,0 +1,48 @@
+// readdir and readdirplus: as many entries as fit in the kernel's buffer,
+// from the offset it asks for.
+//
+// In plus mode every entry carries its attributes and the kernel keeps a
+// reference to its inode: one lookup, counted with `retain` before the reply
+// goes out (the kernel may forget it at once) and taken back if the reply
+// fails. "." and ".." are never referenced by the kernel (it skips them), so
+// they count nothing and carry inode 0 in their entry.
+
+@preconcurrency import Glibc
+import CFuse3
+import Stage
+import SystemPackage
+
+enum FuseDirectoryReply {
+    static func send(_ request: FuseRequest, handle: UInt64, offset: UInt64, size: Int, plus: Bool) throws(Errno) {
+        let entries = try request.core.readDirectory(handle, from: offset)
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
+        defer { buffer.deallocate() }
+        var used = 0
+        var retained: [InodeNumber] = []
+        for entry in entries {
+            let isDot = entry.name == Array(".".utf8) || entry.name == Array("..".utf8)
+            let added = (entry.name + [0]).withUnsafeBytes { name in
+                let name = name.baseAddress!.assumingMemoryBound(to: CChar.self)
+                if plus {
+                    var parameters = FuseAttributes.entry(entry.attributes)
+                    if isDot { parameters.ino = 0 }
+                    return fuse_add_direntry_plus(request.raw, buffer + used, size - used, name, &parameters,
+                                                  off_t(entry.nextOffset))
+                } else {
+                    var status = FuseAttributes.stat(entry.attributes)
+                    return fuse_add_direntry(request.raw, buffer + used, size - used, name, &status,
+                                             off_t(entry.nextOffset))
+                }
+            }
+            guard added <= size - used else { break }
+            used += added
+            if plus && !isDot {
+                request.core.retain(entry.attributes.inode)
+                retained.append(entry.attributes.inode)
+            }
+        }
+        if fuse_reply_buf(request.raw, buffer, used) != 0 {
+            for inode in retained { request.core.forget(inode, lookups: 1) }
+        }
+    }
+}
