@@ -152,8 +152,8 @@ extension Core {
         overlay = rebased
         inodes.translate { old in rebase.translate(old).map { overlay.identity(overlay.resolve($0)) } }
         for (number, handle) in handles {
-            if case .file(let identity, let writable, let append) = handle, let moved = rebase.translate(identity) {
-                handles[number] = .file(identity: moved, writable: writable, append: append)
+            if case .file(let identity, let writable, let append, let data) = handle, let moved = rebase.translate(identity) {
+                handles[number] = .file(identity: moved, writable: writable, append: append, data: data)
             }
         }
         medium = newMedium

@@ -12,7 +12,8 @@ import Glibc
 
 /// An open file or directory.
 enum Handle {
-    case file(identity: NodeRef, writable: Bool, append: Bool)
+    /// `data`: the staged file whose descriptor this handle holds open, if any.
+    case file(identity: NodeRef, writable: Bool, append: Bool, data: DataID?)
     case directory([DirectoryEntry])
     /// A control file open for writing: what was written so far.
     case control(ControlNode, written: [UInt8])
@@ -45,10 +46,11 @@ struct Core {
     var nextHandle: UInt64 = 1
     /// Staged files with unjournaled size and time changes (from writes).
     var dirty: Set<UpperID> = []
-    /// Open descriptors of staged files. Descriptors of dropped files are
-    /// closed only at the next commit or discard, so that a read the glue is
-    /// still splicing from never meets a reused descriptor number.
-    var dataDescriptors: [DataID: FileDescriptor] = [:]
+    /// Descriptors of staged files that open handles use, with how many use
+    /// each (a mount may stage far more files than it may keep open).
+    var dataDescriptors: [DataID: (descriptor: FileDescriptor, users: Int)] = [:]
+    /// Descriptors a handle stopped using while a read may still splice from
+    /// them: closed at the next commit or discard, never reused before.
     var retired: [FileDescriptor] = []
     /// Bytes of staged content (kept up to date by every change of it).
     var stagedBytes: UInt64 = 0
@@ -123,9 +125,7 @@ struct Core {
     mutating func sync(_ handle: UInt64) throws(Errno) {
         try flushDirty()
         staging?.sync()
-        if case .file(let identity, _, _)? = handles[handle], case .staged(let data)? = overlay.upperNode(identity)?.content {
-            _ = Foundation.fsync(try descriptor(data).rawValue)
-        }
+        if let descriptor = try handleDescriptor(handle) { _ = Foundation.fsync(descriptor.rawValue) }
     }
 
     /// Before a hard-linked file of the medium changes, it gets a staged copy:
@@ -163,22 +163,65 @@ struct Core {
 
     mutating func createDataFile(_ id: DataID) throws(Errno) {
         do {
-            dataDescriptors[id] = try FileDescriptor.open(dataPath(id), .readWrite, options: [.create, .truncate, .closeOnExec],
-                                                          permissions: .ownerReadWrite)
+            try FileDescriptor.open(dataPath(id), .readWrite, options: [.create, .truncate, .closeOnExec],
+                                    permissions: .ownerReadWrite).close()
         } catch {
             throw error as? Errno ?? .ioError
         }
     }
 
-    mutating func descriptor(_ id: DataID) throws(Errno) -> FileDescriptor {
-        if let open = dataDescriptors[id] { return open }
+    /// Runs `body` with a descriptor of a staged file: a handle's, or one opened for the call.
+    func withData<R>(_ id: DataID, _ body: (FileDescriptor) throws(Errno) -> R) throws(Errno) -> R {
+        if let open = dataDescriptors[id] { return try body(open.descriptor) }
+        let descriptor: FileDescriptor
         do {
-            let open = try FileDescriptor.open(dataPath(id), .readWrite, options: [.closeOnExec])
-            dataDescriptors[id] = open
-            return open
+            descriptor = try FileDescriptor.open(dataPath(id), .readWrite, options: [.closeOnExec])
         } catch {
             throw error as? Errno ?? .ioError
         }
+        defer { try? descriptor.close() }
+        return try body(descriptor)
+    }
+
+    /// The descriptor of the staged file a file handle's node has now (nil for
+    /// medium content), kept open for the handle until it is released.
+    mutating func handleDescriptor(_ handle: UInt64) throws(Errno) -> FileDescriptor? {
+        guard case .file(let identity, let writable, let append, let held)? = handles[handle] else { throw .badFileDescriptor }
+        guard case .staged(let current)? = overlay.upperNode(identity)?.content else { return nil }
+        if held != current {
+            let descriptor: FileDescriptor
+            if let open = dataDescriptors[current] {
+                descriptor = open.descriptor
+            } else {
+                do {
+                    descriptor = try FileDescriptor.open(dataPath(current), .readWrite, options: [.closeOnExec])
+                } catch {
+                    throw error as? Errno ?? .ioError
+                }
+            }
+            dataDescriptors[current] = (descriptor, (dataDescriptors[current]?.users ?? 0) + 1)
+            if let held { releaseData(held, closing: false) }
+            handles[handle] = .file(identity: identity, writable: writable, append: append, data: current)
+        }
+        return dataDescriptors[current]!.descriptor
+    }
+
+    /// A handle stops using a staged file's descriptor. Closed when none uses
+    /// it; with `closing: false` (a read may still splice from it) retired instead.
+    mutating func releaseData(_ id: DataID, closing: Bool = true) {
+        guard let open = dataDescriptors[id] else { return }
+        if open.users > 1 {
+            dataDescriptors[id] = (open.descriptor, open.users - 1)
+            return
+        }
+        dataDescriptors[id] = nil
+        if closing { try? open.descriptor.close() } else { retired.append(open.descriptor) }
+    }
+
+    /// Closes a released handle's descriptor.
+    mutating func releaseHandle(_ handle: UInt64) {
+        if case .file(_, _, _, let data?)? = handles[handle] { releaseData(data) }
+        handles[handle] = nil
     }
 
     /// Makes a file's content a staged file of its own: copies medium bytes
@@ -212,8 +255,11 @@ struct Core {
     }
 
     /// Copies `size` bytes of content into a new data file.
-    private mutating func copy(from content: FileContent, size: UInt64, to data: DataID) throws(Errno) {
-        let target = try descriptor(data)
+    private func copy(from content: FileContent, size: UInt64, to data: DataID) throws(Errno) {
+        try withData(data) { target throws(Errno) in try copy(from: content, size: size, to: target) }
+    }
+
+    private func copy(from content: FileContent, size: UInt64, to target: FileDescriptor) throws(Errno) {
         let chunk = 1 << 20
         var offset: UInt64 = 0
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
@@ -226,7 +272,13 @@ struct Core {
                 case .base(let node):
                     n = try reader.read(node, of: overlay.base, at: offset, into: want)
                 case .staged(let source):
-                    n = try descriptor(source).read(fromAbsoluteOffset: Int64(offset), into: want)
+                    n = try withData(source) { descriptor throws(Errno) in
+                        do {
+                            return try descriptor.read(fromAbsoluteOffset: Int64(offset), into: want)
+                        } catch {
+                            throw error as? Errno ?? .ioError
+                        }
+                    }
                 }
                 guard n > 0 else { break }
                 _ = try target.writeAll(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(rebasing: want[..<n]))
@@ -244,10 +296,12 @@ struct Core {
         try stageContent(of: ref, truncate: size == 0, at: now)
         guard let node = overlay.upperNode(ref), case .staged(let data)? = node.content else { return }
         if size > node.size { try checkSpace(adding: size - node.size, entries: 0) }
-        do {
-            try descriptor(data).resize(to: Int64(size))
-        } catch {
-            throw error as? Errno ?? .ioError
+        try withData(data) { descriptor throws(Errno) in
+            do {
+                try descriptor.resize(to: Int64(size))
+            } catch {
+                throw error as? Errno ?? .ioError
+            }
         }
         stagedBytes = stagedBytes - min(stagedBytes, node.size) + size
         overlay.update(ref) { node in
@@ -260,7 +314,7 @@ struct Core {
 
     mutating func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer,
                         at now: Timestamp) throws(Errno) -> Int {
-        guard case .file(let identity, true, let append)? = handles[handle] else { throw .badFileDescriptor }
+        guard case .file(let identity, true, let append, _)? = handles[handle] else { throw .badFileDescriptor }
         try stageContent(of: identity, truncate: false, at: now)
         guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
               case .staged(let dataID)? = node.content else { throw .ioError }
@@ -268,9 +322,10 @@ struct Core {
         let end = start + UInt64(data.count)
         let growth = end > node.size ? end - node.size : 0
         try checkSpace(adding: growth, entries: 0)
+        guard let descriptor = try handleDescriptor(handle) else { throw .ioError }
         let written: Int
         do {
-            written = try descriptor(dataID).writeAll(toAbsoluteOffset: Int64(start), data)
+            written = try descriptor.writeAll(toAbsoluteOffset: Int64(start), data)
         } catch {
             throw error as? Errno ?? .ioError
         }
@@ -298,7 +353,7 @@ struct Core {
         case .sessionFile(let session, let node)?:
             guard let tree = sessionTrees[session] else { throw .badFileDescriptor }
             return try mediumPlan(tree, node, offset: offset, size: size)
-        case .file(let identity, _, _)?:
+        case .file(let identity, _, _, _)?:
             guard overlay.exists(identity) else { throw .staleNFSFileHandle }
             switch overlay.resolve(identity) {
             case .base(let id):
@@ -308,9 +363,10 @@ struct Core {
                 switch node.content {
                 case .base(let baseID)?:
                     return try mediumPlan(overlay.base, baseID, offset: offset, size: size)
-                case .staged(let data)?:
+                case .staged?:
                     let length = offset < node.size ? Int(min(UInt64(size), node.size - offset)) : 0
-                    return .staged(try descriptor(data), length: length)
+                    guard let descriptor = try handleDescriptor(handle) else { throw .ioError }
+                    return .staged(descriptor, length: length)
                 case nil:
                     throw .isDirectory
                 }
@@ -352,14 +408,10 @@ struct Core {
         }
     }
 
-    /// Removes data files nothing refers to, and closes their descriptors.
+    /// Removes data files nothing refers to (open handles keep theirs readable).
     mutating func collectGarbage() {
         var keep = overlay.state.dataFiles
         if let frozen { keep.formUnion(frozen.data) }
-        for (id, descriptor) in dataDescriptors where !keep.contains(id) {
-            retired.append(descriptor)
-            dataDescriptors[id] = nil
-        }
         staging?.removeData(except: keep)
     }
 

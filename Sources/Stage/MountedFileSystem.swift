@@ -191,7 +191,7 @@ public final class MountedFileSystem: FileSystemOperations {
             if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, at: now) }
             let immutable = core.overlay.view(ref).isBase
             let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
-                                         append: flags & O_APPEND != 0))
+                                         append: flags & O_APPEND != 0, data: nil))
             return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
         }
     }
@@ -199,7 +199,8 @@ public final class MountedFileSystem: FileSystemOperations {
     public func create(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, flags: Int32, caller: Caller) throws(Errno) -> (Attributes, OpenedFile) {
         let attributes = try create(.regularFile, in: parent, name, mode: mode, caller: caller)
         let handle = core.withLock { core in
-            core.open(.file(identity: core.inodes.identity(of: attributes.inode)!, writable: true, append: flags & O_APPEND != 0))
+            core.open(.file(identity: core.inodes.identity(of: attributes.inode)!, writable: true,
+                            append: flags & O_APPEND != 0, data: nil))
         }
         return (attributes, OpenedFile(handle: handle, keepCache: false, directIO: false))
     }
@@ -244,8 +245,8 @@ public final class MountedFileSystem: FileSystemOperations {
     public func release(_ handle: UInt64) {
         if controlRelease(handle) { return }
         core.withLock { core in
-            core.handles[handle] = nil
-            try? core.journal()
+            core.releaseHandle(handle)
+            try? core.flushDirty()
         }
     }
 

@@ -249,8 +249,11 @@ struct MountTests {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let image = try Fixtures.makeThreeSessionImage(in: dir).image
-        let size = try #require(try FileManager.default.attributesOfItem(atPath: image)[.size] as? Int)
-        let mount = try IsofuseMount(image, in: dir, options: ["--capacity", String(size + 1_000_000)])
+        // A medium with 1 MB free after its sessions (the next one starts at the next writable block).
+        let toc = try Shell.check([CommandLineTests.isofuse, "toc", image, "--json"]).stdout
+        let medium = try #require(try JSONSerialization.jsonObject(with: Data(toc.utf8)) as? [String: Any])["medium"] as? [String: Any]
+        let end = try #require(medium?["next_writable_block"] as? Int) * 2048
+        let mount = try IsofuseMount(image, in: dir, options: ["--capacity", String(end + 1_000_000)])
         defer { mount.cleanUp() }
 
         let dd = try Self.sh(["dd", "if=/dev/zero", "of=" + mount.path("big.bin"), "bs=1M", "count=5"])
