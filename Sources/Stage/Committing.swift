@@ -126,7 +126,7 @@ extension MountedFileSystem {
     func statusReport() -> StatusReport {
         core.withLock { core in
             let space = core.space()
-            let plan = core.staging.map { core.overlay.plannedCommit(dataPath: $0.dataPath) }
+            let counts = core.stagedCounts()
             return StatusReport(
                 pid: getpid(), drive: drive.address.description,
                 view: options.session.map { "session \($0) (read-only)" } ?? "newest session",
@@ -134,7 +134,7 @@ extension MountedFileSystem {
                 medium: .init(status: core.medium.status.rawValue, profile: core.medium.profile.name,
                               sessions: core.medium.sessions.count, freeBytes: core.medium.freeBytes,
                               nextWritableBlock: core.medium.nextWritableBlock),
-                staged: .init(added: plan?.added ?? 0, changed: plan?.changed ?? 0, removed: plan?.removed ?? 0,
+                staged: .init(added: counts.added, changed: counts.changed, removed: counts.removed,
                               bytes: core.stagedBytes, predictedSessionBytes: space.predicted,
                               freeBytesAfterCommit: space.available),
                 commit: core.commit, notes: core.notes)

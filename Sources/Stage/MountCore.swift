@@ -36,7 +36,9 @@ struct FrozenChanges {
 }
 
 struct Core {
-    var overlay: Overlay
+    var overlay: Overlay {
+        didSet { stagedCountsCache = nil }
+    }
     var medium: MediumInfo
     /// Reads the medium's bytes (`NoMedium` until a blank image file exists).
     var reader: any MediumReader
@@ -55,6 +57,7 @@ struct Core {
     /// Bytes of staged content (kept up to date by every change of it).
     var stagedBytes: UInt64 = 0
     var frozen: FrozenChanges?
+    var stagedCountsCache: (added: Int, changed: Int, removed: Int)?
     var commit = StatusReport.Commit()
     var notes: [String] = []
     var sessionTrees: [Int: Tree] = [:]
@@ -103,6 +106,17 @@ struct Core {
     }
 
     // MARK: Journal
+
+    /// Added, changed and removed entries, as the next commit would write them
+    /// (planning walks the changes: the counts are kept until the overlay
+    /// changes, since `isofuse commit` asks several times a second).
+    mutating func stagedCounts() -> (added: Int, changed: Int, removed: Int) {
+        if let counts = stagedCountsCache { return counts }
+        guard let staging else { return (0, 0, 0) }
+        let plan = overlay.plannedCommit(dataPath: staging.dataPath)
+        stagedCountsCache = (plan.added, plan.changed, plan.removed)
+        return stagedCountsCache!
+    }
 
     /// Appends the overlay's new records to the staging journal.
     mutating func journal() throws(Errno) {

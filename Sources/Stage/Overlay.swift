@@ -151,14 +151,21 @@ public struct Overlay: Sendable {
                             xattrs: attributes.xattrs, acl: attributes.acl, isBase: true)
         case .upper(let id):
             let node = state.nodes[id]!
-            let nlink = node.kind == .directory
-                ? 2 + UInt32(listing(of: .upper(id)).count { kind($0.ref) == .directory })
-                : node.nlink
+            let nlink = node.kind == .directory ? 2 + subdirectoryCount(of: id, origin: node.origin) : node.nlink
             return NodeView(kind: node.kind, permissions: node.permissions, uid: node.uid, gid: node.gid,
                             accessTime: node.accessTime, modificationTime: node.modificationTime,
                             changeTime: node.changeTime, size: node.size, nlink: nlink, rdev: node.rdev,
                             target: node.target, xattrs: node.xattrs, acl: node.acl, isBase: false)
         }
+    }
+
+    /// A staged directory's subdirectories (getattr asks often: no sorting here).
+    private func subdirectoryCount(of id: UpperID, origin: NodeID?) -> UInt32 {
+        if let listing = state.listings[id] {
+            return UInt32(listing.values.count { kind($0) == .directory })
+        }
+        guard let origin else { return 0 }
+        return base.info(of: origin).nlink - 2
     }
 
     /// The staged node behind a reference, if it is one.

@@ -153,10 +153,12 @@ struct FuseRequest {
 
 /// Attributes and open results in libfuse's structs.
 enum FuseAttributes {
-    /// How long the kernel may trust a reply: long for committed data, not at
-    /// all for what staging can change behind its back.
+    /// How long the kernel may trust a reply: long for committed data. Staged
+    /// nodes change only through the kernel, or by a discard (which tells it),
+    /// or by a commit (which changes nothing visible but the control
+    /// directory): a second spares `cp -a` most of its lookups at that cost.
     static func timeout(_ attributes: Attributes) -> Double {
-        attributes.isImmutable ? 3600 : 0
+        attributes.isImmutable ? 3600 : 1
     }
 
     static func stat(_ attributes: Attributes) -> Glibc.stat {

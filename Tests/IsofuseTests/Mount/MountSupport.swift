@@ -121,6 +121,7 @@ final class IsofuseMount {
         var removed: Int
         var stagedBytes: UInt64
         var commitState: String
+        var commitPhase: String
         var commitSession: Int
         var commitMessage: String
         var commitSequence: Int
@@ -155,7 +156,8 @@ final class IsofuseMount {
                       sessions: try number(medium, "sessions"), freeBytes: UInt64(try number(medium, "free_bytes")),
                       added: try number(staged, "added"), changed: try number(staged, "changed"),
                       removed: try number(staged, "removed"), stagedBytes: UInt64(try number(staged, "bytes")),
-                      commitState: try text(commit, "state"), commitSession: try number(commit, "session"),
+                      commitState: try text(commit, "state"), commitPhase: try text(commit, "phase"),
+                      commitSession: try number(commit, "session"),
                       commitMessage: try text(commit, "message"), commitSequence: try number(commit, "sequence"))
     }
 

@@ -92,6 +92,7 @@ struct MountTests {
         #expect(try Xorriso.list(image: image).filter { $0.key != "/" }.mapValues(EntryShape.init) == expected, "session 2")
         #expect(try hostTree(mount.path(".isofuse/sessions/1")) == sessionOne, ".isofuse/sessions/1")
         #expect(try Xorriso.list(image: image, session: 1).filter { $0.key != "/" }.mapValues(EntryShape.init) == sessionOne)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: mount.path(".isofuse/sessions/latest")) == "2")
 
         let leaf = Data("deep down\nappended in round two\n".utf8)
         #expect(FileManager.default.contents(atPath: mount.path("papers/nested/deeper/leaf.txt")) == leaf)
@@ -171,7 +172,7 @@ struct MountTests {
         let mount = try IsofuseMount(image, in: dir)
         defer { mount.cleanUp() }
         // Big enough that the commit is still running when the small file is written.
-        try Self.shCheck(["sh", "-c", "head -c \(Self.bigSize) /dev/urandom > \"$1\"", "sh", mount.path("big.bin")])
+        try Self.shCheck(["cp", try Self.makeBigFile(in: dir), mount.path("big.bin")])
 
         let before = try mount.status().commitSequence
         let touch = try mount.touchCommit()
@@ -199,19 +200,38 @@ struct MountTests {
 
     // MARK: 5. A daemon killed during a commit
 
-    @Test func killingTheDaemonDuringACommitLosesNothing() throws {
+    /// When the daemon is killed: early (0.3 s in, while it writes: the session never
+    /// lands), or once the status says "activating" (the session lands, but the daemon
+    /// dies before it has switched to it: the next mount must finish that).
+    enum KillMoment: String, Sendable, CaseIterable {
+        case afterAFractionOfASecond, whileActivating
+    }
+
+    @Test(arguments: KillMoment.allCases)
+    func killingTheDaemonDuringACommitLosesNothing(_ moment: KillMoment) throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let image = try Fixtures.makeThreeSessionImage(in: dir).image
-        let big = dir.url("big.bin")
-        try Self.shCheck(["sh", "-c", "head -c \(Self.bigSize) /dev/urandom > \"$1\"", "sh", big])
+        let big = try Self.makeBigFile(in: dir)
 
         let mount = try IsofuseMount(image, in: dir)
         defer { mount.cleanUp() }
         try Self.shCheck(["cp", big, mount.path("big.bin")])
+        let before = try mount.status().commitSequence
         let touch = try mount.touchCommit()
         try #require(touch.status == 0, "touch .isofuse/commit: \(touch.stderr)")
-        Thread.sleep(forTimeInterval: 0.3)
+        switch moment {
+        case .afterAFractionOfASecond:
+            Thread.sleep(forTimeInterval: 0.3)
+        case .whileActivating:
+            let deadline = Date(timeIntervalSinceNow: 60)
+            while Date() < deadline {
+                let status = try mount.status()
+                if status.commitPhase == "activating" || (status.commitSequence > before && status.commitState != "running") {
+                    break
+                }
+            }
+        }
         try mount.killDaemon()
 
         // Every earlier session is intact, and the newest is whole.
@@ -255,6 +275,11 @@ struct MountTests {
         let end = try #require(medium?["next_writable_block"] as? Int) * 2048
         let mount = try IsofuseMount(image, in: dir, options: ["--capacity", String(end + 1_000_000)])
         defer { mount.cleanUp() }
+
+        // df tells what is left: less than the 1 MB above the image.
+        let df = try Self.sh(["stat", "-f", "-c", "%a %S", mount.mountpoint]).stdout
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        #expect(df.count == 2 && df[0] * df[1] < 1_000_000, "stat -f: \(df)")
 
         let dd = try Self.sh(["dd", "if=/dev/zero", "of=" + mount.path("big.bin"), "bs=1M", "count=5"])
         #expect(dd.status != 0)
@@ -301,6 +326,15 @@ struct MountTests {
 
     /// The size of the file that makes a commit take a moment.
     static let bigSize = 300 * 1024 * 1024
+
+    /// dir/big.bin: bigSize random bytes. Made on the host and copied in with cp (large
+    /// writes): `head -c N /dev/urandom > MNT/file` writes 8 KiB at a time, which takes
+    /// isofuse several seconds for 300 MB.
+    static func makeBigFile(in dir: TemporaryDirectory) throws -> String {
+        let big = dir.url("big.bin")
+        try shCheck(["sh", "-c", "head -c \(bigSize) /dev/urandom > \"$1\"", "sh", big])
+        return big
+    }
 
     /// Runs a program with LANG=C.
     static func sh(_ arguments: [String]) throws -> Shell.Result {

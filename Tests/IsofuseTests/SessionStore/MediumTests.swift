@@ -86,9 +86,9 @@ import Testing
 }
 
 extension EntryShape {
-    init(_ tree: Tree, _ node: NodeID) {
-        let info = tree.info(of: node)
-        let type: Character = switch info.kind {
+    /// The type letter `ls -l` shows for a kind of node.
+    static func type(of kind: NodeKind) -> Character {
+        switch kind {
         case .directory: "d"
         case .regularFile: "-"
         case .symlink: "l"
@@ -97,7 +97,11 @@ extension EntryShape {
         case .blockDevice: "b"
         case .socket: "s"
         }
-        self.init(type: type, permissions: info.permissions, uid: info.uid, gid: info.gid,
+    }
+
+    init(_ tree: Tree, _ node: NodeID) {
+        let info = tree.info(of: node)
+        self.init(type: Self.type(of: info.kind), permissions: info.permissions, uid: info.uid, gid: info.gid,
                   size: info.kind == .regularFile ? info.size : nil, linkTarget: tree.symlinkTarget(of: node))
     }
 }

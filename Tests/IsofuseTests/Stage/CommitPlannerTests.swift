@@ -176,16 +176,7 @@ func mergedListing(_ overlay: Overlay) -> [String: EntryShape] {
         for entry in overlay.listing(of: ref) {
             let child = path + "/" + String(decoding: entry.name, as: UTF8.self)
             let view = overlay.view(entry.ref)
-            let type: Character = switch view.kind {
-            case .directory: "d"
-            case .regularFile: "-"
-            case .symlink: "l"
-            case .fifo: "p"
-            case .characterDevice: "c"
-            case .blockDevice: "b"
-            case .socket: "s"
-            }
-            result[child] = EntryShape(type: type, permissions: view.permissions, uid: view.uid, gid: view.gid,
+            result[child] = EntryShape(type: EntryShape.type(of: view.kind), permissions: view.permissions, uid: view.uid, gid: view.gid,
                                        size: view.kind == .regularFile ? view.size : nil,
                                        linkTarget: view.target.map { String(decoding: $0, as: UTF8.self) })
             if view.kind == .directory { walk(entry.ref, child) }
