@@ -5,7 +5,7 @@
 import SystemPackage
 
 /// Owner, permissions, times, xattrs and ACLs of an entry.
-public struct Metadata: Hashable, Sendable {
+public struct Metadata: Hashable, Sendable, Codable {
     /// Permission bits (07777).
     public var permissions: UInt32
     public var uid: UInt32

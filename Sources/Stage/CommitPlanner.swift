@@ -59,7 +59,7 @@ struct CommitPlanner {
         let limbo = limboPath()
         var limboNames: [NodeID: String] = [:]
         if !moved.isEmpty {
-            operations.append(.add(path: limbo, content: .directory, metadata: metadata(of: .base(.root))))
+            operations.append(.add(path: limbo, content: .directory, metadata: overlay.view(.base(.root)).metadata))
             for (index, node) in moved.sorted(by: { depth(of: $0) > depth(of: $1) }).enumerated() {
                 limboNames[node] = "\(limbo)/\(index)"
                 operations.append(.rename(from: base.path(of: node), to: limboNames[node]!))
@@ -94,7 +94,7 @@ struct CommitPlanner {
                 operations.append(.update(path: visit.path.isEmpty ? "/" : visit.path, change: change(from: node)))
                 if !visit.moved { plan.changed += 1 }
             } else {
-                operations.append(.add(path: visit.path, content: content(of: node), metadata: metadata(of: .upper(id))))
+                operations.append(.add(path: visit.path, content: content(of: node), metadata: node.metadata))
                 if case .staged? = node.content { plan.bytes += node.size }
                 if node.origin != nil { plan.changed += 1 } else { plan.added += 1 }
             }
@@ -178,21 +178,14 @@ struct CommitPlanner {
         }
     }
 
-    private func metadata(of ref: NodeRef) -> Metadata {
-        let view = overlay.view(ref)
-        return Metadata(permissions: view.permissions, uid: view.uid, gid: view.gid, accessTime: view.accessTime,
-                        modificationTime: view.modificationTime, changeTime: view.changeTime,
-                        xattrs: view.xattrs, acl: view.acl)
-    }
-
     /// A reused node's staged metadata, over its base node's.
     private func change(from node: UpperNode) -> MetadataChange {
         let old = node.origin.map { base.attributes(of: $0) } ?? NodeAttributes()
-        return MetadataChange(permissions: node.permissions, uid: node.uid, gid: node.gid,
-                              accessTime: node.accessTime, modificationTime: node.modificationTime,
-                              changeTime: node.changeTime, setXattrs: node.xattrs,
-                              removeXattrs: old.xattrs.keys.filter { node.xattrs[$0] == nil }.sorted(),
-                              acl: node.acl == old.acl ? nil : .some(node.acl))
+        return MetadataChange(permissions: node.metadata.permissions, uid: node.metadata.uid, gid: node.metadata.gid,
+                              accessTime: node.metadata.accessTime, modificationTime: node.metadata.modificationTime,
+                              changeTime: node.metadata.changeTime, setXattrs: node.metadata.xattrs,
+                              removeXattrs: old.xattrs.keys.filter { node.metadata.xattrs[$0] == nil }.sorted(),
+                              acl: node.metadata.acl == old.acl ? nil : .some(node.metadata.acl))
     }
 }
 

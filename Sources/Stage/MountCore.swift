@@ -79,10 +79,10 @@ struct Core {
     mutating func attributes(of ref: NodeRef) -> Attributes {
         let view = overlay.view(ref)
         let number = inodes.number(for: overlay.identity(overlay.resolve(ref)))
-        return Attributes(inode: number, mode: view.mode, nlink: view.nlink, uid: view.uid, gid: view.gid,
+        return Attributes(inode: number, mode: view.mode, nlink: view.nlink, uid: view.metadata.uid, gid: view.metadata.gid,
                           size: view.kind == .symlink ? UInt64(view.target?.count ?? 0) : view.size, rdev: view.rdev,
-                          accessTime: view.accessTime, modificationTime: view.modificationTime,
-                          changeTime: view.changeTime, isImmutable: view.isBase)
+                          accessTime: view.metadata.accessTime, modificationTime: view.metadata.modificationTime,
+                          changeTime: view.metadata.changeTime, isImmutable: view.isBase)
     }
 
     /// A directory's entries, "." and ".." first.
@@ -155,17 +155,10 @@ struct Core {
     /// Sets or removes an xattr (or ACL) and journals it.
     mutating func changeExtendedAttribute(_ ref: NodeRef, _ name: String, _ value: [UInt8]?, at now: Timestamp) throws(Errno) {
         try stageIfHardLinked(ref, at: now)
-        let view = overlay.view(ref)
-        var node = UpperNode(kind: view.kind, permissions: view.permissions, uid: view.uid, gid: view.gid,
-                             accessTime: view.accessTime, modificationTime: view.modificationTime,
-                             changeTime: now, xattrs: view.xattrs, acl: view.acl)
-        try node.setExtendedAttribute(name, value)   // validates before anything is staged
-        overlay.update(ref) { staged in
-            staged.xattrs = node.xattrs
-            staged.acl = node.acl
-            staged.permissions = node.permissions   // a minimal access ACL is the mode
-            staged.changeTime = now
-        }
+        var metadata = overlay.view(ref).metadata
+        try metadata.setExtendedAttribute(name, value)   // validates before anything is staged
+        metadata.changeTime = now
+        overlay.update(ref) { $0.metadata = metadata }
         try journal()
     }
 
@@ -259,7 +252,7 @@ struct Core {
             try copy(from: content ?? .base(baseNode(of: ref)), size: newSize, to: data)
             stagedBytes += newSize
         }
-        overlay.setContent(ref, .staged(data), size: newSize, at: view.modificationTime)
+        overlay.setContent(ref, .staged(data), size: newSize, at: view.metadata.modificationTime)
         try journal()
     }
 
@@ -320,8 +313,8 @@ struct Core {
         stagedBytes = stagedBytes - min(stagedBytes, node.size) + size
         overlay.update(ref) { node in
             node.size = size
-            node.modificationTime = now
-            node.changeTime = now
+            node.metadata.modificationTime = now
+            node.metadata.changeTime = now
         }
         try journal()
     }
@@ -346,8 +339,8 @@ struct Core {
         stagedBytes += growth
         overlay.update(identity, journaled: false) { node in
             node.size = max(node.size, end)
-            node.modificationTime = now
-            node.changeTime = now
+            node.metadata.modificationTime = now
+            node.metadata.changeTime = now
         }
         dirty.insert(id)
         return written

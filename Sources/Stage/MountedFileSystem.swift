@@ -100,12 +100,12 @@ public final class MountedFileSystem: FileSystemOperations {
                 try core.resize(ref, to: size, at: now)
             }
             core.overlay.update(ref) { node in
-                if let mode = changes.mode { node.permissions = mode & 0o7777 }
-                if let uid = changes.uid { node.uid = uid }
-                if let gid = changes.gid { node.gid = gid }
-                if let time = changes.accessTime { node.accessTime = time.resolved(now) }
-                if let time = changes.modificationTime { node.modificationTime = time.resolved(now) }
-                node.changeTime = now
+                if let mode = changes.mode { node.metadata.permissions = mode & 0o7777 }
+                if let uid = changes.uid { node.metadata.uid = uid }
+                if let gid = changes.gid { node.metadata.gid = gid }
+                if let time = changes.accessTime { node.metadata.accessTime = time.resolved(now) }
+                if let time = changes.modificationTime { node.metadata.modificationTime = time.resolved(now) }
+                node.metadata.changeTime = now
             }
             try core.journal()
             return core.attributes(of: ref)
@@ -295,7 +295,7 @@ public final class MountedFileSystem: FileSystemOperations {
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
-            let exists = core.overlay.view(ref).extendedAttributes[name] != nil
+            let exists = core.overlay.view(ref).metadata.extendedAttributes[name] != nil
             if flags & Int32(XATTR_CREATE) != 0 && exists { throw .fileExists }
             if flags & Int32(XATTR_REPLACE) != 0 && !exists { throw .noData }
             try core.changeExtendedAttribute(ref, name, value, at: now)
@@ -305,14 +305,14 @@ public final class MountedFileSystem: FileSystemOperations {
     public func extendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8] {
         if let control = try controlExtendedAttribute(inode, name) { return control }
         return try core.withLock { core throws(Errno) in
-            guard let value = core.overlay.view(try core.ref(inode)).extendedAttributes[name] else { throw .noData }
+            guard let value = core.overlay.view(try core.ref(inode)).metadata.extendedAttributes[name] else { throw .noData }
             return value
         }
     }
 
     public func extendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String] {
         if isControl(inode) { return [] }
-        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).extendedAttributes.keys.sorted() }
+        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).metadata.extendedAttributes.keys.sorted() }
     }
 
     public func removeExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) {
@@ -321,7 +321,7 @@ public final class MountedFileSystem: FileSystemOperations {
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
-            guard core.overlay.view(ref).extendedAttributes[name] != nil else { throw .noData }
+            guard core.overlay.view(ref).metadata.extendedAttributes[name] != nil else { throw .noData }
             try core.changeExtendedAttribute(ref, name, nil, at: now)
         }
     }
@@ -345,12 +345,12 @@ public final class MountedFileSystem: FileSystemOperations {
             let directory = try core.ref(parent)
             let parentView = core.overlay.view(directory)
             // A setgid directory gives its group to new nodes, and its setgid bit to new directories.
-            let inheritsGroup = parentView.permissions & UInt32(S_ISGID) != 0
+            let inheritsGroup = parentView.metadata.permissions & UInt32(S_ISGID) != 0
             var permissions = kind == .symlink ? 0o777 : mode & 0o7777 & ~caller.umask
             if inheritsGroup && kind == .directory { permissions |= UInt32(S_ISGID) }
-            var node = UpperNode(kind: kind, permissions: permissions, uid: caller.uid,
-                                 gid: inheritsGroup ? parentView.gid : caller.gid,
-                                 accessTime: now, modificationTime: now, changeTime: now, target: target)
+            var node = UpperNode(kind: kind, metadata: Metadata(
+                permissions: permissions, uid: caller.uid, gid: inheritsGroup ? parentView.metadata.gid : caller.gid,
+                accessTime: now, modificationTime: now, changeTime: now), target: target)
             if kind == .regularFile {
                 let data = core.overlay.allocateDataID()
                 try core.createDataFile(data)

@@ -15,18 +15,11 @@ import Glibc
 /// Everything `stat` and `getxattr` need of a node of the merged view.
 public struct NodeView: Hashable, Sendable {
     public var kind: NodeKind
-    public var permissions: UInt32
-    public var uid: UInt32
-    public var gid: UInt32
-    public var accessTime: Timestamp
-    public var modificationTime: Timestamp
-    public var changeTime: Timestamp
+    public var metadata: Metadata
     public var size: UInt64
     public var nlink: UInt32
     public var rdev: UInt64
     public var target: Name?
-    public var xattrs: [String: [UInt8]]
-    public var acl: ACLText?
     /// Unchanged base node: committed, immutable.
     public var isBase: Bool
 
@@ -41,7 +34,7 @@ public struct NodeView: Hashable, Sendable {
         case .blockDevice: S_IFBLK
         case .socket: S_IFSOCK
         }
-        return UInt32(type) | permissions
+        return UInt32(type) | metadata.permissions
     }
 }
 
@@ -144,18 +137,16 @@ public struct Overlay: Sendable {
         case .base(let id):
             let info = base.info(of: id)
             let attributes = base.attributes(of: id)
-            return NodeView(kind: info.kind, permissions: info.permissions, uid: info.uid, gid: info.gid,
-                            accessTime: info.accessTime, modificationTime: info.modificationTime,
-                            changeTime: info.changeTime, size: info.size, nlink: info.nlink, rdev: info.rdev,
-                            target: base.symlinkTarget(of: id).map { Array($0.utf8) },
-                            xattrs: attributes.xattrs, acl: attributes.acl, isBase: true)
+            let metadata = Metadata(permissions: info.permissions, uid: info.uid, gid: info.gid,
+                                    accessTime: info.accessTime, modificationTime: info.modificationTime,
+                                    changeTime: info.changeTime, xattrs: attributes.xattrs, acl: attributes.acl)
+            return NodeView(kind: info.kind, metadata: metadata, size: info.size, nlink: info.nlink, rdev: info.rdev,
+                            target: base.symlinkTarget(of: id).map { Array($0.utf8) }, isBase: true)
         case .upper(let id):
             let node = state.nodes[id]!
             let nlink = node.kind == .directory ? 2 + subdirectoryCount(of: id, origin: node.origin) : node.nlink
-            return NodeView(kind: node.kind, permissions: node.permissions, uid: node.uid, gid: node.gid,
-                            accessTime: node.accessTime, modificationTime: node.modificationTime,
-                            changeTime: node.changeTime, size: node.size, nlink: nlink, rdev: node.rdev,
-                            target: node.target, xattrs: node.xattrs, acl: node.acl, isBase: false)
+            return NodeView(kind: node.kind, metadata: node.metadata, size: node.size, nlink: nlink, rdev: node.rdev,
+                            target: node.target, isBase: false)
         }
     }
 
@@ -187,9 +178,7 @@ public struct Overlay: Sendable {
             let view = self.view(.base(baseID))
             let id = allocateUpperID()
             record(.node(id, UpperNode(
-                kind: view.kind, permissions: view.permissions, uid: view.uid, gid: view.gid,
-                accessTime: view.accessTime, modificationTime: view.modificationTime, changeTime: view.changeTime,
-                xattrs: view.xattrs, acl: view.acl, origin: baseID,
+                kind: view.kind, metadata: view.metadata, origin: baseID,
                 content: view.kind == .regularFile ? .base(baseID) : nil, size: view.size, target: view.target,
                 rdev: view.rdev, nlink: view.kind == .regularFile ? view.nlink : 1)))
             // All names of a hard-linked file are one staged node.
@@ -251,7 +240,7 @@ public struct Overlay: Sendable {
         guard lookup(name, in: directory) == nil else { throw .fileExists }
         let id = update(ref) { node in
             node.nlink += 1
-            node.changeTime = time
+            node.metadata.changeTime = time
         }
         let dir = materialize(directory)
         record(.entry(dir, name, .upper(id)))
@@ -324,8 +313,8 @@ public struct Overlay: Sendable {
         update(ref) { node in
             node.content = content
             node.size = size
-            node.modificationTime = time
-            node.changeTime = time
+            node.metadata.modificationTime = time
+            node.metadata.changeTime = time
         }
     }
 
@@ -351,7 +340,7 @@ public struct Overlay: Sendable {
         if node.kind == .regularFile && node.nlink > 1 {
             update(.upper(id)) { node in
                 node.nlink -= 1
-                node.changeTime = time
+                node.metadata.changeTime = time
             }
             return nil
         }
@@ -365,8 +354,8 @@ public struct Overlay: Sendable {
     /// A directory's entries changed: its mtime and ctime become now.
     private mutating func touch(_ directory: NodeRef, at time: Timestamp) {
         update(directory) { node in
-            node.modificationTime = time
-            node.changeTime = time
+            node.metadata.modificationTime = time
+            node.metadata.changeTime = time
         }
     }
 

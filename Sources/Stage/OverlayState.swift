@@ -37,14 +37,8 @@ public enum FileContent: Hashable, Sendable, Codable {
 /// A staged node, without its listing.
 public struct UpperNode: Hashable, Sendable, Codable {
     public var kind: NodeKind
-    public var permissions: UInt32
-    public var uid: UInt32
-    public var gid: UInt32
-    public var accessTime: Timestamp
-    public var modificationTime: Timestamp
-    public var changeTime: Timestamp
-    public var xattrs: [String: [UInt8]]
-    public var acl: ACLText?
+    /// Owner, permissions, times, xattrs, ACLs.
+    public var metadata: Metadata
     /// The base node this one shadows, if any.
     public var origin: NodeID?
     /// Regular files.
@@ -57,19 +51,10 @@ public struct UpperNode: Hashable, Sendable, Codable {
     /// Regular files: how many names it has.
     public var nlink: UInt32
 
-    public init(kind: NodeKind, permissions: UInt32, uid: UInt32, gid: UInt32, accessTime: Timestamp,
-                modificationTime: Timestamp, changeTime: Timestamp, xattrs: [String: [UInt8]] = [:],
-                acl: ACLText? = nil, origin: NodeID? = nil, content: FileContent? = nil, size: UInt64 = 0,
-                target: Name? = nil, rdev: UInt64 = 0, nlink: UInt32 = 1) {
+    public init(kind: NodeKind, metadata: Metadata, origin: NodeID? = nil, content: FileContent? = nil,
+                size: UInt64 = 0, target: Name? = nil, rdev: UInt64 = 0, nlink: UInt32 = 1) {
         self.kind = kind
-        self.permissions = permissions
-        self.uid = uid
-        self.gid = gid
-        self.accessTime = accessTime
-        self.modificationTime = modificationTime
-        self.changeTime = changeTime
-        self.xattrs = xattrs
-        self.acl = acl
+        self.metadata = metadata
         self.origin = origin
         self.content = content
         self.size = size

@@ -82,8 +82,8 @@ public enum PosixACL {
     }
 }
 
-extension NodeView {
-    /// The node's xattrs as the kernel sees them: its own, and its ACLs in binary form.
+extension Metadata {
+    /// The xattrs as the kernel sees them: the node's own, and its ACLs in binary form.
     var extendedAttributes: [String: [UInt8]] {
         var all = xattrs
         if let access = acl?.access.flatMap(PosixACL.binary(fromText:)) { all[PosixACL.accessName] = access }
@@ -92,7 +92,7 @@ extension NodeView {
     }
 }
 
-extension UpperNode {
+extension Metadata {
     /// Sets (or with nil removes) an xattr; the ACL names set the ACLs.
     mutating func setExtendedAttribute(_ name: String, _ value: [UInt8]?) throws(Errno) {
         guard name == PosixACL.accessName || name == PosixACL.defaultName else {

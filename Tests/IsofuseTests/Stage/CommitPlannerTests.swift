@@ -36,9 +36,8 @@ import Testing
         }
 
         func node(_ kind: NodeKind, _ permissions: UInt32) -> UpperNode {
-            UpperNode(kind: kind, permissions: permissions, uid: 0, gid: 0, accessTime: time, modificationTime: time,
-                      changeTime: time, xattrs: [:], acl: nil, origin: nil, content: nil, size: 0, target: nil,
-                      rdev: 0, nlink: 1)
+            UpperNode(kind: kind, metadata: Metadata(permissions: permissions, uid: 0, gid: 0, accessTime: time,
+                                                     modificationTime: time, changeTime: time))
         }
 
         mutating func mkdir(_ path: String) throws {
@@ -86,8 +85,8 @@ import Testing
         try setup.rename("/docs", "/new/docs-moved")               // a base directory with content
         let (root, _) = try setup.place("/empty.txt")
         try setup.overlay.remove(Array("empty.txt".utf8), in: root, directory: false, at: setup.time)
-        setup.overlay.update(try setup.ref("/script.sh")) { $0.permissions = 0o700; $0.xattrs["user.tag"] = Array("x".utf8) }
-        setup.overlay.update(try setup.ref("/new/docs-moved/readme.txt")) { $0.xattrs["user.note"] = nil }
+        setup.overlay.update(try setup.ref("/script.sh")) { $0.metadata.permissions = 0o700; $0.metadata.xattrs["user.tag"] = Array("x".utf8) }
+        setup.overlay.update(try setup.ref("/new/docs-moved/readme.txt")) { $0.metadata.xattrs["user.note"] = nil }
         try setup.rewrite("/random.bin", bytes: 50_000, seed: 2)  // a base file with new content
         try setup.rename("/renamed dir/Äpfel € naïve.txt", "/Äpfel.txt")
         try setup.overlay.remove(Array("empty dir".utf8), in: root, directory: true, at: setup.time)
@@ -135,12 +134,12 @@ import Testing
         try setup.mkdir("/first")
         try setup.createFile("/first/a.bin", bytes: 3000, seed: 3)
         try setup.rename("/docs", "/first/docs")
-        setup.overlay.update(try setup.ref("/script.sh")) { $0.permissions = 0o711 }
+        setup.overlay.update(try setup.ref("/script.sh")) { $0.metadata.permissions = 0o711 }
         let frozen = setup.overlay
 
         // Meanwhile: a new file, a change to a file of the frozen changes, a move of a frozen directory.
         try setup.createFile("/second.bin", bytes: 2000, seed: 4)
-        setup.overlay.update(try setup.ref("/first/a.bin")) { $0.permissions = 0o600 }
+        setup.overlay.update(try setup.ref("/first/a.bin")) { $0.metadata.permissions = 0o600 }
         try setup.rename("/first/docs", "/docs-again")
         let live = setup.overlay
         let expected = mergedListing(live)
@@ -176,7 +175,7 @@ func mergedListing(_ overlay: Overlay) -> [String: EntryShape] {
         for entry in overlay.listing(of: ref) {
             let child = path + "/" + String(decoding: entry.name, as: UTF8.self)
             let view = overlay.view(entry.ref)
-            result[child] = EntryShape(type: EntryShape.type(of: view.kind), permissions: view.permissions, uid: view.uid, gid: view.gid,
+            result[child] = EntryShape(type: EntryShape.type(of: view.kind), permissions: view.metadata.permissions, uid: view.metadata.uid, gid: view.metadata.gid,
                                        size: view.kind == .regularFile ? view.size : nil,
                                        linkTarget: view.target.map { String(decoding: $0, as: UTF8.self) })
             if view.kind == .directory { walk(entry.ref, child) }
