@@ -58,6 +58,8 @@ struct Core {
     var stagedBytes: UInt64 = 0
     var frozen: FrozenChanges?
     var stagedCountsCache: (added: Int, changed: Int, removed: Int)?
+    /// Open nodes that lost their last name (see `prepareRemoval`).
+    var orphans: [NodeRef: Attributes] = [:]
     var commit = StatusReport.Commit()
     var notes: [String] = []
     var sessionTrees: [Int: Tree] = [:]
@@ -225,10 +227,58 @@ struct Core {
         if closing { try? open.descriptor.close() } else { retired.append(open.descriptor) }
     }
 
+    /// The staged file a handle holds open, when the handle's node lost its
+    /// last name (unlink(2) of an open file): POSIX keeps it readable and
+    /// writable through the handle until it is closed.
+    func orphanDescriptor(identity: NodeRef, held: DataID?) -> FileDescriptor? {
+        guard let held, let open = dataDescriptors[held] else { return nil }
+        if case .upper(let id) = overlay.resolve(identity), overlay.state.nodes[id] != nil { return nil }
+        return open.descriptor
+    }
+
     /// Closes a released handle's descriptor.
     mutating func releaseHandle(_ handle: UInt64) {
-        if case .file(_, _, _, let data?)? = handles[handle] { releaseData(data) }
+        guard case .file(let identity, _, _, let data)? = handles[handle] else {
+            handles[handle] = nil
+            return
+        }
+        if let data { releaseData(data) }
         handles[handle] = nil
+        if !isOpen(identity) { orphans[identity] = nil }
+    }
+
+    private func isOpen(_ identity: NodeRef) -> Bool {
+        handles.values.contains { if case .file(identity, _, _, _) = $0 { true } else { false } }
+    }
+
+    /// Before a name goes: what `stat` of the node must still say if this was
+    /// its last name and it is open (fstat(2) of an unlinked file).
+    mutating func prepareRemoval(of ref: NodeRef?) -> (identity: NodeRef, attributes: Attributes)? {
+        guard let ref else { return nil }
+        let identity = overlay.identity(overlay.resolve(ref))
+        guard isOpen(identity) else { return nil }
+        var attributes = attributes(of: ref)
+        attributes.nlink = 0
+        attributes.isImmutable = false
+        return (identity, attributes)
+    }
+
+    /// After a removal: keeps the attributes of an open node that lost its last name.
+    mutating func finishRemoval(_ prepared: (identity: NodeRef, attributes: Attributes)?, dropped: UpperNode?) {
+        guard let prepared, dropped != nil else { return }
+        orphans[prepared.identity] = prepared.attributes
+    }
+
+    /// The attributes of an open node that lost its last name, with its size now.
+    func orphanAttributes(_ inode: InodeNumber) -> Attributes? {
+        guard let identity = inodes.identity(of: inode), var attributes = orphans[identity] else { return nil }
+        // Reads and writes use pread/pwrite: moving the descriptor's offset is harmless.
+        for case .file(identity, _, _, let held?) in handles.values {
+            if let open = dataDescriptors[held], let end = try? open.descriptor.seek(offset: 0, from: .end) {
+                attributes.size = UInt64(end)
+            }
+        }
+        return attributes
     }
 
     /// Makes a file's content a staged file of its own: copies medium bytes
@@ -321,7 +371,17 @@ struct Core {
 
     mutating func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer,
                         at now: Timestamp) throws(Errno) -> Int {
-        guard case .file(let identity, true, let append, _)? = handles[handle] else { throw .badFileDescriptor }
+        guard case .file(let identity, true, let append, let held)? = handles[handle] else { throw .badFileDescriptor }
+        if let orphan = orphanDescriptor(identity: identity, held: held) {
+            // Unlinked while open: the bytes stay the writer's, and go nowhere.
+            do {
+                let size = try orphan.seek(offset: 0, from: .end)
+                return try orphan.writeAll(toAbsoluteOffset: append ? size : Int64(offset), data)
+            } catch {
+                throw error as? Errno ?? .ioError
+            }
+        }
+        guard overlay.exists(identity) else { throw .staleNFSFileHandle }
         try stageContent(of: identity, truncate: false, at: now)
         guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
               case .staged(let dataID)? = node.content else { throw .ioError }
@@ -360,7 +420,11 @@ struct Core {
         case .sessionFile(let session, let node)?:
             guard let tree = sessionTrees[session] else { throw .badFileDescriptor }
             return try mediumPlan(tree, node, offset: offset, size: size)
-        case .file(let identity, _, _, _)?:
+        case .file(let identity, _, _, let held)?:
+            if let orphan = orphanDescriptor(identity: identity, held: held) {
+                let fileSize = UInt64((try? orphan.seek(offset: 0, from: .end)) ?? 0)
+                return .staged(orphan, length: offset < fileSize ? Int(min(UInt64(size), fileSize - offset)) : 0)
+            }
             guard overlay.exists(identity) else { throw .staleNFSFileHandle }
             switch overlay.resolve(identity) {
             case .base(let id):

@@ -85,7 +85,10 @@ public final class MountedFileSystem: FileSystemOperations {
 
     public func attributes(of inode: InodeNumber) throws(Errno) -> Attributes {
         if let control = try controlAttributes(inode) { return control }
-        return try core.withLock { core throws(Errno) in core.attributes(of: try core.ref(inode)) }
+        return try core.withLock { core throws(Errno) in
+            if let orphan = core.orphanAttributes(inode) { return orphan }
+            return core.attributes(of: try core.ref(inode))
+        }
     }
 
     public func setAttributes(of inode: InodeNumber, _ changes: AttributeChanges, caller: Caller) throws(Errno) -> Attributes {
@@ -173,8 +176,12 @@ public final class MountedFileSystem: FileSystemOperations {
         try checkWritable(newParent)
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
-            try core.overlay.rename(name, in: try core.ref(parent), to: newName, in: try core.ref(newParent), mode: mode, at: now)
+            let target = try core.ref(newParent)
+            let prepared = mode == .replace ? core.prepareRemoval(of: core.overlay.lookup(newName, in: target)) : nil
+            let replaced = try core.overlay.rename(name, in: try core.ref(parent), to: newName, in: target, mode: mode, at: now)
             try core.journal()
+            core.forgetData(of: replaced)
+            core.finishRemoval(prepared, dropped: replaced)
         }
     }
 
@@ -192,15 +199,18 @@ public final class MountedFileSystem: FileSystemOperations {
             let immutable = core.overlay.view(ref).isBase
             let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
                                          append: flags & O_APPEND != 0, data: nil))
+            _ = try core.handleDescriptor(handle)   // a staged file stays readable through the handle if unlinked
             return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
         }
     }
 
     public func create(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, flags: Int32, caller: Caller) throws(Errno) -> (Attributes, OpenedFile) {
         let attributes = try create(.regularFile, in: parent, name, mode: mode, caller: caller)
-        let handle = core.withLock { core in
-            core.open(.file(identity: core.inodes.identity(of: attributes.inode)!, writable: true,
-                            append: flags & O_APPEND != 0, data: nil))
+        let handle = try core.withLock { core throws(Errno) in
+            let handle = core.open(.file(identity: core.inodes.identity(of: attributes.inode)!, writable: true,
+                                         append: flags & O_APPEND != 0, data: nil))
+            _ = try core.handleDescriptor(handle)
+            return handle
         }
         return (attributes, OpenedFile(handle: handle, keepCache: false, directIO: false))
     }
@@ -369,9 +379,12 @@ public final class MountedFileSystem: FileSystemOperations {
         try checkWritable(parent)
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
-            let removed = try core.overlay.remove(name, in: try core.ref(parent), directory: directory, at: now)
+            let directoryRef = try core.ref(parent)
+            let prepared = core.prepareRemoval(of: core.overlay.lookup(name, in: directoryRef))
+            let removed = try core.overlay.remove(name, in: directoryRef, directory: directory, at: now)
             try core.journal()
             core.forgetData(of: removed)
+            core.finishRemoval(prepared, dropped: removed)
         }
     }
 

@@ -126,6 +126,29 @@ struct MountedSetup {
         #expect(throws: Errno.noSuchFileOrDirectory) { try otherFS.lookup(rootInode, Array("kept.txt".utf8)) }
     }
 
+    /// POSIX: an unlinked file stays readable and writable through handles open on it.
+    @Test func anUnlinkedOpenFileStaysUsableThroughItsHandle() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        try setup.write("/scratch.txt", Array("first".utf8))
+        let inode = try setup.inode("/scratch.txt")
+        let file = try setup.fs.open(inode, flags: O_RDWR, caller: MountedSetup.caller)
+        try setup.fs.unlink(in: rootInode, Array("scratch.txt".utf8))
+        _ = try Array(" second".utf8).withUnsafeBytes { try setup.fs.write(file.handle, offset: 5, data: $0) }
+        var bytes: [UInt8] = []
+        for case .file(let descriptor, let offset, let length) in try setup.fs.read(file.handle, offset: 0, size: 100) {
+            var buffer = [UInt8](repeating: 0, count: length)
+            _ = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(offset), into: $0) }
+            bytes += buffer
+        }
+        #expect(bytes == Array("first second".utf8))
+        let orphan = try setup.fs.attributes(of: inode)   // fstat(2) of the unlinked file
+        #expect(orphan.size == 12 && orphan.nlink == 0)
+        setup.fs.release(file.handle)
+        #expect(throws: Errno.noSuchFileOrDirectory) { try setup.fs.lookup(rootInode, Array("scratch.txt".utf8)) }
+        #expect(try setup.status().staged.added == 0)
+    }
+
     @Test func writesBeyondTheMediumsSpaceFailAtWriteTime() throws {
         let nwa = try Drive(DriveAddress(parsing: try MountedSetup().fixture.image)).medium().nextWritableBlock
         let setup = try MountedSetup(capacity: UInt64(nwa) * 2048 + 1_000_000)
