@@ -26,8 +26,6 @@ public struct CommitPlan: Sendable {
     public var removed = 0
     /// Bytes of staged content the session will hold.
     public var bytes: UInt64 = 0
-    /// Entries of the merged view (about: what the session's directory tree will describe).
-    public var entries = 0
 
     public var isEmpty: Bool { changes.operations.isEmpty }
 }
@@ -50,7 +48,6 @@ struct CommitPlanner {
     func plan() -> CommitPlan {
         var plan = CommitPlan(changes: ChangeSet())
         let visits = walk()
-        plan.entries = base.nodeCount + visits.count
         let moved = visits.filter(\.moved).compactMap(\.reused)
         let reused = Set(visits.compactMap(\.reused))
         var operations: [ChangeSet.Operation] = []

@@ -147,7 +147,6 @@ extension Core {
     /// made meanwhile stay staged over it.
     mutating func switchBase(to tree: Tree, medium newMedium: MediumInfo) throws(IsofuseError) {
         guard let frozen, let staging else { return }
-        try flushDirtyForRewrite()
         let (rebased, rebase) = try Rebase.rebase(live: overlay, frozen: frozen.overlay, onto: tree)
         overlay = rebased
         inodes.translate { old in rebase.translate(old).map { overlay.identity(overlay.resolve($0)) } }
@@ -163,16 +162,10 @@ extension Core {
                                                                   sessions: newMedium.sessions.count))
         staging.removeMarker()
         self.frozen = nil
-        dirty = []
+        dirty = []   // the rewritten journal holds the unjournaled changes too
         closeRetired()
         collectGarbage()
         recountStagedBytes()
-    }
-
-    /// The journal gets rewritten whole: unjournaled changes go with it.
-    private mutating func flushDirtyForRewrite() throws(IsofuseError) {
-        dirty = []
-        _ = overlay.takeRecords()
     }
 
     /// What the kernel may hold of staged nodes: their inodes, and the names in changed directories.

@@ -84,8 +84,6 @@ public struct OverlayState: Hashable, Sendable {
 
     public init() {}
 
-    public var isEmpty: Bool { nodes.isEmpty }
-
     /// Applies one recorded change (replaying a journal, or making one).
     mutating func apply(_ record: JournalRecord) {
         switch record {
