@@ -50,22 +50,27 @@ public final class Drive: Sendable {
                 // Exclusive open, so that no other burner or automounter writes meanwhile.
                 burn_preset_device_open(1, 0, 0)
             }
-            burn_allow_drive_role_4(1)
-            var infos: UnsafeMutablePointer<burn_drive_info>?
-            let ret = withMutableCString(address.libburnAddress) { isoburn_drive_aquire(&infos, $0, flags) }
-            guard ret == 1, let infos else {
-                let messages = Libburnia.drainMessages()
-                let worst = messages.filter { $0.severity >= .sorry }.last?.text ?? "no drive answers"
-                let busy = messages.contains { $0.osErrno == EBUSY } || worst.contains("busy")
-                throw IsofuseError(busy ? .driveBusy : .driveNotFound, "cannot open \(address): \(worst)")
-            }
-            _ = Libburnia.drainMessages()
+            let handle = try Self.acquire(address, flags: flags)
             let id = state.nextDriveID
             state.nextDriveID += 1
-            state.drives[id] = DriveHandle(infos: infos, libburnAddress: address.libburnAddress,
-                                          acquireFlags: Self.acquireFlags)
+            state.drives[id] = handle
             return id
         }
+    }
+
+    /// Opens the drive in libburn. Under the library lock.
+    private static func acquire(_ address: DriveAddress, flags: Int32) throws(IsofuseError) -> DriveHandle {
+        burn_allow_drive_role_4(1)
+        var infos: UnsafeMutablePointer<burn_drive_info>?
+        let ret = withMutableCString(address.libburnAddress) { isoburn_drive_aquire(&infos, $0, flags) }
+        guard ret == 1, let infos else {
+            let messages = Libburnia.drainMessages()
+            let worst = messages.filter { $0.severity >= .sorry }.last?.text ?? "no drive answers"
+            let busy = messages.contains { $0.osErrno == EBUSY } || worst.contains("busy")
+            throw IsofuseError(busy ? .driveBusy : .driveNotFound, "cannot open \(address): \(worst)")
+        }
+        _ = Libburnia.drainMessages()
+        return DriveHandle(infos: infos, libburnAddress: address.libburnAddress, acquireFlags: acquireFlags)
     }
 
     deinit { release(eject: false) }
@@ -81,11 +86,27 @@ public final class Drive: Sendable {
     }
 
     /// Runs `body` with this drive's handle, under the library lock.
-    func withHandle<R: Sendable>(_ body: (DriveHandle) throws(IsofuseError) -> R) throws(IsofuseError) -> R {
+    ///
+    /// `refreshed`: a handle that sees the medium as it is now. A recorder is
+    /// re-assessed; an image file is opened again, because libburn would go on
+    /// reading the file it opened first even after another file took its path
+    /// (and then write to the new one).
+    func withHandle<R: Sendable>(refreshed: Bool = false,
+                                 _ body: (DriveHandle) throws(IsofuseError) -> R) throws(IsofuseError) -> R {
         try Libburnia.withLibrary { state throws(IsofuseError) -> R in
-            guard let handle = state.drives[id] else {
+            guard let held = state.drives[id] else {
                 throw IsofuseError(.invalidArgument, "\(address) was released")
             }
+            guard refreshed else { return try body(held) }
+            guard address.kind == .image else {
+                _ = try reassess(held)
+                return try body(held)
+            }
+            isoburn_drive_release(held.drive, 0)
+            burn_drive_info_free(held.infos)
+            state.drives[id] = nil
+            let handle = try Self.acquire(address, flags: held.acquireFlags)
+            state.drives[id] = handle
             return try body(handle)
         }
     }
@@ -95,6 +116,12 @@ public final class Drive: Sendable {
     /// The medium's type, state, sessions and free space, read now.
     public func medium() throws(IsofuseError) -> MediumInfo {
         try withHandle { handle throws(IsofuseError) in try mediumInfo(handle) }
+    }
+
+    /// The medium as the drive has it now: asked afresh, so that a swapped
+    /// disc, or an image file replaced or written by another program, shows.
+    public func freshMedium() throws(IsofuseError) -> MediumInfo {
+        try withHandle(refreshed: true) { handle throws(IsofuseError) in try mediumInfo(handle) }
     }
 
     func mediumInfo(_ handle: DriveHandle) throws(IsofuseError) -> MediumInfo {

@@ -13,6 +13,7 @@ public struct IsofuseError: Error, Sendable, CustomStringConvertible {
             case driveNotFound = "drive not found"
             case driveBusy = "drive busy"
             case noMedium = "no medium"
+            case mediumChanged = "medium changed"
             case unsuitableMedium = "unsuitable medium"
             case corruptMedium = "corrupt medium"
             case readError = "read error"
@@ -35,6 +36,8 @@ public struct IsofuseError: Error, Sendable, CustomStringConvertible {
         public static let driveBusy = Code(kind: .driveBusy)
         /// The drive holds no medium (or its tray is open).
         public static let noMedium = Code(kind: .noMedium)
+        /// The medium in the drive is no longer the one that was read (swapped, or written by another program).
+        public static let mediumChanged = Code(kind: .mediumChanged)
         /// The medium cannot be used for what was asked (e.g. blanking a CD-R).
         public static let unsuitableMedium = Code(kind: .unsuitableMedium)
         /// The medium holds something that is not a readable ISO 9660 session.
@@ -64,7 +67,7 @@ public struct IsofuseError: Error, Sendable, CustomStringConvertible {
         public var errno: Int32 {
             switch kind {
             case .invalidArgument: EINVAL
-            case .driveNotFound, .noMedium: ENOMEDIUM
+            case .driveNotFound, .noMedium, .mediumChanged: ENOMEDIUM
             case .driveBusy: EBUSY
             case .unsuitableMedium, .unsupported: ENOTSUP
             case .corruptMedium, .readError, .writeFailed, .verifyFailed, .hostIO, .library: EIO

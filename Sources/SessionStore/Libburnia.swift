@@ -8,6 +8,9 @@
 
 import CIsoburn
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One message from a library queue ("SORRY 0x20009 Neither stdio-path nor its directory exist").
 struct LibraryMessage: Sendable, CustomStringConvertible {
@@ -34,6 +37,11 @@ struct LibraryMessage: Sendable, CustomStringConvertible {
     }
 
     var description: String { "\(severity.name): \(text)" }
+
+    /// The text, with the system's reason when the libraries name one ("No space left on device").
+    var explanation: String {
+        osErrno > 0 ? "\(text) (\(String(cString: strerror(osErrno))))" : text
+    }
 }
 
 /// What the library lock protects besides the libraries themselves: the
@@ -99,9 +107,10 @@ enum Libburnia {
 
     /// The most severe of the messages queued now, as text for an error line;
     /// `fallback` when the libraries said nothing useful.
-    static func reason(_ fallback: String, minimum: LibraryMessage.Severity = .sorry) -> String {
-        let worst = drainMessages().filter { $0.severity >= minimum }.max { $0.severity < $1.severity }
-        return worst.map { "\(fallback): \($0.text)" } ?? fallback
+    static func reason(_ fallback: String, in messages: [LibraryMessage]? = nil,
+                       minimum: LibraryMessage.Severity = .sorry) -> String {
+        let worst = (messages ?? drainMessages()).filter { $0.severity >= minimum }.max { $0.severity < $1.severity }
+        return worst.map { "\(fallback): \($0.explanation)" } ?? fallback
     }
 }
 

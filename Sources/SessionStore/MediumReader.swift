@@ -9,6 +9,9 @@
 import CIsoburn
 import Synchronization
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Something that reads bytes of the medium.
 public protocol BlockReading {
@@ -89,6 +92,9 @@ extension BlockReading {
 public final class ImageFileReader: MediumReader {
     /// The open image, for callers that splice from it directly.
     public let descriptor: FileDescriptor
+    private let path: FilePath
+    /// The image as it was when opened, or when this process last wrote it.
+    private let known: Mutex<ImageFingerprint?>
 
     public init(path: FilePath) throws(IsofuseError) {
         do {
@@ -96,16 +102,93 @@ public final class ImageFileReader: MediumReader {
         } catch {
             throw IsofuseError(.driveNotFound, "cannot open \(path): \(error)", cause: error)
         }
+        self.path = path
+        known = Mutex(ImageFingerprint(descriptor: descriptor))
     }
 
     deinit { try? descriptor.close() }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
+        try checkReadable(MediumRange(byteOffset: byteOffset, length: buffer.count))
         do {
             return try descriptor.read(fromAbsoluteOffset: Int64(byteOffset), into: buffer)
         } catch {
             throw IsofuseError(.readError, "cannot read the image at byte \(byteOffset): \(error)", cause: error)
         }
+    }
+
+    /// Fails for ranges that `UnreadableBlocks` marks; callers that splice
+    /// from `descriptor` ask this first.
+    public func checkReadable(_ range: MediumRange) throws(IsofuseError) {
+        if let block = UnreadableBlocks.configured.first(in: range) {
+            throw IsofuseError(.readError, "cannot read block \(block) of \(path): Input/output error")
+        }
+    }
+
+    /// Whether the image changed since it was opened or since `acceptChanges`:
+    /// another file now at its path, or its file written by another program.
+    public func hasChanged() -> Bool {
+        let known = known.withLock { $0 }
+        return ImageFingerprint(descriptor: descriptor) != known || ImageFingerprint(path: path) != known
+    }
+
+    /// This process wrote the image (a commit): its new state is the known one.
+    public func acceptChanges() {
+        known.withLock { $0 = ImageFingerprint(descriptor: descriptor) }
+    }
+}
+
+/// What the bytes read from an image file depend on: which file it is, its size and when it was last written.
+struct ImageFingerprint: Equatable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modified: Int64
+    var modifiedNanoseconds: Int
+
+    init?(descriptor: FileDescriptor) {
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0 else { return nil }
+        self.init(info)
+    }
+
+    init?(path: FilePath) {
+        var info = stat()
+        guard stat(path.string, &info) == 0 else { return nil }
+        self.init(info)
+    }
+
+    private init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = Int64(info.st_mtim.tv_sec)
+        modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
+    }
+}
+
+/// Blocks this process treats as unreadable, for tests of read errors without
+/// a damaged disc: `ISOFUSE_TEST_UNREADABLE_BLOCKS=100-120,300` (2048-byte
+/// blocks of the medium). Unset, as in normal use, nothing is unreadable.
+struct UnreadableBlocks: Sendable {
+    var ranges: [ClosedRange<UInt64>] = []
+
+    static let configured = UnreadableBlocks(getenv("ISOFUSE_TEST_UNREADABLE_BLOCKS").map { String(cString: $0) } ?? "")
+
+    init(_ text: String) {
+        for part in text.split(separator: ",") {
+            let bounds = part.split(separator: "-").compactMap { UInt64($0) }
+            if bounds.count == 1 { ranges.append(bounds[0]...bounds[0]) }
+            if bounds.count == 2, bounds[0] <= bounds[1] { ranges.append(bounds[0]...bounds[1]) }
+        }
+    }
+
+    /// The first unreadable block in `range`, if any.
+    func first(in range: MediumRange) -> UInt64? {
+        guard !ranges.isEmpty, range.length > 0 else { return nil }
+        let first = range.byteOffset / 2048, last = (range.byteOffset + UInt64(range.length) - 1) / 2048
+        return ranges.filter { $0.lowerBound <= last && $0.upperBound >= first }
+            .map { max($0.lowerBound, first) }.min()
     }
 }
 

@@ -25,11 +25,17 @@ public struct AppendOptions: Sendable {
     public var simulate: Bool
     /// Re-read the new session and check its checksum tags before activating it.
     public var verify: Bool
+    /// Write only onto this medium in this state: the drive is asked afresh
+    /// right before writing, so a swapped disc or an image file replaced or
+    /// written by another program is refused (`.mediumChanged`), not written.
+    public var expectedMedium: MediumIdentity?
 
-    public init(closeMedium: Bool = false, simulate: Bool = false, verify: Bool = true) {
+    public init(closeMedium: Bool = false, simulate: Bool = false, verify: Bool = true,
+                expectedMedium: MediumIdentity? = nil) {
         self.closeMedium = closeMedium
         self.simulate = simulate
         self.verify = verify
+        self.expectedMedium = expectedMedium
     }
 }
 
@@ -72,7 +78,7 @@ extension Drive {
     @discardableResult
     public func append(_ changes: ChangeSet, options: AppendOptions = .init(),
                        progress: (AppendProgress) -> Void = { _ in }) throws(IsofuseError) -> MediumInfo {
-        try withHandle { handle throws(IsofuseError) in
+        try withHandle(refreshed: options.expectedMedium != nil) { handle throws(IsofuseError) in
             progress(AppendProgress(phase: .preparing, blocksDone: 0, blocksTotal: 0, bytesPerSecond: 0))
             let prepared = try prepare(handle, changes, options: options)
             guard prepared.estimate.fits else {
@@ -126,6 +132,11 @@ extension Drive {
     private func prepare(_ handle: DriveHandle, _ changes: ChangeSet, options: AppendOptions) throws(IsofuseError) -> PreparedSession {
         let d = handle.drive
         let medium = try mediumInfo(handle)
+        if let expected = options.expectedMedium, medium.identity != expected {
+            throw IsofuseError(.mediumChanged, medium.identity.medium == expected.medium
+                ? "\(address) was written by another program (it has \(medium.sessions.count) sessions now); nothing was written"
+                : "\(address) holds another medium than the one the staged changes belong to; nothing was written")
+        }
         guard handle.role != 4, medium.status == .blank || medium.status == .appendable else {
             throw IsofuseError(.readOnly, "\(address): the medium is \(medium.status.rawValue) and takes no more sessions")
         }
@@ -236,6 +247,7 @@ private struct PreparedSession: ~Copyable {
 
         let started = ContinuousClock.now
         var failure: String?
+        var seen: [LibraryMessage] = []
         var generatorWaits = 0
         while burn_drive_get_status(drive, nil) == BURN_DRIVE_SPAWNING { usleep(5_000) }
         while true {
@@ -249,8 +261,9 @@ private struct PreparedSession: ~Copyable {
                     break
                 }
             }
-            if failure == nil, let worst = Libburnia.drainMessages().first(where: { $0.severity >= .failure }) {
-                failure = worst.text
+            seen += Libburnia.drainMessages()
+            if failure == nil, let worst = seen.first(where: { $0.severity >= .failure }) {
+                failure = worst.explanation
                 burn_drive_cancel(drive)
             }
             let seconds = (ContinuousClock.now - started) / .seconds(1)
@@ -262,14 +275,21 @@ private struct PreparedSession: ~Copyable {
                                     bytesPerSecond: seconds > 0 ? Double(done * 2048) / seconds : 0))
             usleep(20_000)
         }
-        if failure == nil, let worst = Libburnia.drainMessages().first(where: { $0.severity >= .failure }) {
-            failure = worst.text
+        seen += Libburnia.drainMessages()
+        if failure == nil, let worst = seen.first(where: { $0.severity >= .failure }) {
+            failure = worst.explanation
+        }
+        if failure != nil || isoburn_drive_wrote_well(drive) != 1 {
+            // libburn's thread of a failed write ends a little after the run
+            // (seen: up to 3 s after ENOSPC); a write started before then is refused.
+            sleep(3)
         }
         if let failure {
             throw IsofuseError(.writeFailed, "\(address): writing the session failed: \(failure); earlier sessions are intact")
         }
         guard isoburn_drive_wrote_well(drive) == 1 else {
-            throw IsofuseError(.writeFailed, Libburnia.reason("\(address): writing the session failed; earlier sessions are intact"))
+            throw IsofuseError(.writeFailed, Libburnia.reason("\(address): writing the session failed", in: seen)
+                               + "; earlier sessions are intact")
         }
         // A small session can end before the first poll saw it running.
         let seconds = (ContinuousClock.now - started) / .seconds(1)

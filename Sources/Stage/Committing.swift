@@ -22,7 +22,7 @@ extension MountedFileSystem {
     func startCommit(close: Bool) throws(Errno) {
         try checkCommittable()
         let close = close || options.closeOnCommit
-        let changes = try core.withLock { core throws(Errno) -> ChangeSet? in
+        let changes = try core.withLock { core throws(Errno) -> (ChangeSet, MediumIdentity)? in
             guard core.commit.state != .running, let staging = core.staging else { return nil }
             try core.flushDirty()
             staging.sync()
@@ -35,25 +35,27 @@ extension MountedFileSystem {
                 core.commit.message = "nothing was staged: no session written"
                 return nil
             }
+            core.collectGarbage()   // what was deleted since frees its room for the marker
             do throws(IsofuseError) {
                 try staging.writeMarker(CommitMarker(journalOffset: try staging.journalSize(),
                                                      sessionStart: core.medium.nextWritableBlock))
             } catch {
                 core.commit.state = .failed
-                core.commit.message = error.message
-                throw .ioError
+                core.commit.message = error.message + "; nothing was written, everything is still staged"
+                throw (error.cause as? Errno) ?? .ioError
             }
             core.frozen = FrozenChanges(overlay: core.overlay, data: core.overlay.state.dataFiles)
-            return plan.changes
+            return (plan.changes, core.medium.identity)
         }
-        guard let changes else { return }
-        runInBackground { self.commit(changes, close: close) }
+        guard let (changes, medium) = changes else { return }
+        runInBackground { self.commit(changes, onto: medium, close: close) }
     }
 
     /// The burn, on the background thread.
-    private func commit(_ changes: ChangeSet, close: Bool) {
+    private func commit(_ changes: ChangeSet, onto expected: MediumIdentity, close: Bool) {
         do throws(IsofuseError) {
-            let medium = try drive.append(changes, options: AppendOptions(closeMedium: close, verify: options.verify)) { progress in
+            let options = AppendOptions(closeMedium: close, verify: options.verify, expectedMedium: expected)
+            let medium = try drive.append(changes, options: options) { progress in
                 core.withLock { core in
                     core.commit.phase = progress.phase.rawValue
                     core.commit.percent = progress.percent
@@ -66,6 +68,7 @@ extension MountedFileSystem {
             try core.withLock { core throws(IsofuseError) in
                 try core.switchBase(to: tree, medium: medium)
                 if let reader { core.reader = reader }
+                (core.reader as? ImageFileReader)?.acceptChanges()
                 core.commit.state = .succeeded
                 core.commit.phase = "done"
                 core.commit.percent = 100
@@ -77,7 +80,13 @@ extension MountedFileSystem {
             core.withLock { core in
                 core.frozen = nil
                 core.staging?.removeMarker()
-                if let medium = try? drive.medium() { core.medium = medium }
+                if error.code == .mediumChanged {
+                    core.noteMediumChange(MediumChange(allowsReads: false, note: error.message))
+                } else {
+                    // What this mount wrote of the failed session is not a change of the medium.
+                    (core.reader as? ImageFileReader)?.acceptChanges()
+                    if let medium = try? drive.medium() { core.medium = medium }
+                }
                 core.commit.state = .failed
                 core.commit.message = error.message + "; everything is still staged"
             }
@@ -112,6 +121,12 @@ extension MountedFileSystem {
     func checkCommittable() throws(Errno) {
         guard isWritable else { throw .readOnlyFileSystem }
         try core.withLock { core throws(Errno) in
+            if let change = core.mediumChange, core.commit.state != .running {
+                // Refused as a failed commit, so that `isofuse commit` and `status` say why.
+                core.commit = StatusReport.Commit(state: .failed, session: core.medium.sessions.count + 1,
+                                                  message: change.note, sequence: core.commit.sequence + 1)
+                throw .readOnlyFileSystem
+            }
             guard core.staging != nil, core.medium.status == .blank || core.medium.status == .appendable else {
                 throw .readOnlyFileSystem
             }

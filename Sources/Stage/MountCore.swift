@@ -62,6 +62,8 @@ struct Core {
     var orphans: [NodeRef: Attributes] = [:]
     var commit = StatusReport.Commit()
     var notes: [String] = []
+    /// Set when the medium behind the mount changed under it (see `MediumWatch`).
+    var mediumChange: MediumChange?
     var sessionTrees: [Int: Tree] = [:]
 
     init(overlay: Overlay, medium: MediumInfo, reader: any MediumReader) {
@@ -127,6 +129,8 @@ struct Core {
         do {
             try staging.append(records)
         } catch {
+            // Kept in order for the next append, so the journal never has a gap.
+            overlay.requeue(records)
             throw .ioError
         }
     }
@@ -384,7 +388,7 @@ struct Core {
         guard overlay.exists(identity) else { throw .staleNFSFileHandle }
         try stageContent(of: identity, truncate: false, at: now)
         guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
-              case .staged(let dataID)? = node.content else { throw .ioError }
+              case .staged? = node.content else { throw .ioError }
         let start = append ? node.size : offset
         let end = start + UInt64(data.count)
         let growth = end > node.size ? end - node.size : 0

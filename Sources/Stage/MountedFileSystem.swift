@@ -192,7 +192,7 @@ public final class MountedFileSystem: FileSystemOperations {
         let writing = flags & O_ACCMODE != O_RDONLY
         if writing || flags & O_TRUNC != 0 { try checkWritable() }
         let now = Timestamp.now()
-        return try core.withLock { core throws(Errno) in
+        let opened = try core.withLock { core throws(Errno) in
             let ref = try core.ref(inode)
             guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
             if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, at: now) }
@@ -202,6 +202,15 @@ public final class MountedFileSystem: FileSystemOperations {
             _ = try core.handleDescriptor(handle)   // a staged file stays readable through the handle if unlinked
             return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
         }
+        if opened.keepCache {
+            do throws(Errno) {
+                try checkMediumUnchanged()
+            } catch {
+                release(opened.handle)
+                throw error
+            }
+        }
+        return opened
     }
 
     public func create(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, flags: Int32, caller: Caller) throws(Errno) -> (Attributes, OpenedFile) {
@@ -217,15 +226,22 @@ public final class MountedFileSystem: FileSystemOperations {
 
     public func read(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment] {
         let (plan, reader) = try core.withLock { core throws(Errno) in (try core.readPlan(handle, offset: offset, size: size), core.reader) }
-        let image = (reader as? ImageFileReader)?.descriptor
         switch plan {
         case .bytes(let bytes):
             return [.bytes(bytes)]
         case .staged(let descriptor, let length):
             return length > 0 ? [.file(descriptor, offset: offset, length: length)] : []
         case .medium(let ranges):
+            try checkMediumUnchanged()
             return try ranges.map { range throws(Errno) in
-                if let image { return .file(image, offset: range.byteOffset, length: range.length) }
+                if let image = reader as? ImageFileReader {
+                    do throws(IsofuseError) {
+                        try image.checkReadable(range)
+                    } catch {
+                        throw Errno(rawValue: error.code.errno)
+                    }
+                    return .file(image.descriptor, offset: range.byteOffset, length: range.length)
+                }
                 do throws(IsofuseError) {
                     return .bytes(try withScratchBuffer(byteCount: range.length) { buffer throws(IsofuseError) in
                         Array(buffer[..<(try reader.readFully(into: buffer, at: range.byteOffset))])
@@ -241,7 +257,10 @@ public final class MountedFileSystem: FileSystemOperations {
         if let written = try controlWrite(handle, data: data) { return written }
         let now = Timestamp.now()
         let buffer = CallerBuffer(bytes: data)
-        return try core.withLock { core throws(Errno) in try core.write(handle, offset: offset, data: buffer.bytes, at: now) }
+        return try core.withLock { core throws(Errno) in
+            guard core.staging?.reserveJournalRoom(for: .change) != false else { throw .noSpace }
+            return try core.write(handle, offset: offset, data: buffer.bytes, at: now)
+        }
     }
 
     public func flush(_ handle: UInt64) throws(Errno) {
@@ -376,7 +395,7 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     private func remove(_ name: [UInt8], in parent: InodeNumber, directory: Bool) throws(Errno) {
-        try checkWritable(parent)
+        try checkWritable(parent, freeing: true)
         let now = Timestamp.now()
         try core.withLock { core throws(Errno) in
             let directoryRef = try core.ref(parent)
@@ -388,11 +407,13 @@ public final class MountedFileSystem: FileSystemOperations {
         }
     }
 
-    func checkWritable(_ parent: InodeNumber? = nil) throws(Errno) {
+    /// `freeing`: a removal, whose small record may use the last of the journal's room (it frees room).
+    func checkWritable(_ parent: InodeNumber? = nil, freeing: Bool = false) throws(Errno) {
         if let parent, isControl(parent) { throw .notPermitted }
         guard isWritable else { throw .readOnlyFileSystem }
         try core.withLock { core throws(Errno) in
-            guard core.staging != nil else { throw .readOnlyFileSystem }
+            guard let staging = core.staging else { throw .readOnlyFileSystem }
+            guard staging.reserveJournalRoom(for: freeing ? .removal : .change) else { throw .noSpace }
         }
     }
 }

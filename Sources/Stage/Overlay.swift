@@ -55,6 +55,11 @@ public struct Overlay: Sendable {
         return pending
     }
 
+    /// Puts back records the journal could not take, ahead of newer ones.
+    public mutating func requeue(_ records: [JournalRecord]) {
+        pending = records + pending
+    }
+
     private mutating func record(_ change: JournalRecord) {
         state.apply(change)
         pending.append(change)

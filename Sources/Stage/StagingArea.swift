@@ -14,6 +14,7 @@
 // The journal is rewritten whole (temp file, fsync, rename) when a commit
 // lands or changes are discarded.
 
+import CLinux
 import Foundation
 import SessionStore
 import SystemPackage
@@ -41,6 +42,20 @@ final class StagingArea {
     let directory: FilePath
     private let lock: FileDescriptor
     private var journal: FileDescriptor
+    /// Where the journal's allocated room ends (see `reserveJournalRoom`).
+    private var reservedEnd: Int64 = 0
+    /// Room kept allocated past the journal's end: an operation starts only
+    /// while there is room for its records, so a full disk refuses new changes
+    /// (ENOSPC) instead of losing the records of changes already made.
+    private static let journalRoom: Int64 = 1 << 20
+
+    /// What an operation may need of the journal's room.
+    enum JournalNeed: Int64 {
+        /// Any change: its records fit in 256 KiB (a 64 KiB xattr value is the largest).
+        case change = 262_144
+        /// A removal: one short record; allowed down to the last bit of room, as it frees space.
+        case removal = 4096
+    }
     private let encoder = JSONEncoder()
     private(set) var header: JournalHeader?
 
@@ -126,29 +141,38 @@ final class StagingArea {
 
     /// Replaces the journal by one holding `state` for the medium in `header`'s state.
     func rewrite(_ state: OverlayState, header: JournalHeader) throws(IsofuseError) {
-        let temporary = directory.appending("journal.new")
         do {
             var bytes = try encoder.encode(header) + [UInt8(ascii: "\n")]
             for record in state.records {
                 bytes += try encode(record)
                 bytes.append(UInt8(ascii: "\n"))
             }
-            let file = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                               permissions: .ownerReadWrite)
-            try file.closeAfter {
-                _ = try file.writeAll(bytes)
-                guard fsync(file.rawValue) == 0 else { throw Errno(rawValue: errno) }
-            }
-            guard rename(temporary.string, directory.appending("journal").string) == 0 else { throw Errno(rawValue: errno) }
-            syncDirectory()
+            try replaceDurably("journal", with: bytes)
             let reopened = try FileDescriptor.open(directory.appending("journal"), .readWrite,
                                                    options: [.append, .closeOnExec])
             try? journal.close()
             journal = reopened
+            reservedEnd = 0
             self.header = header
         } catch {
             throw IsofuseError(.hostIO, "cannot write the staging journal in \(directory): \(error)", cause: error)
         }
+    }
+
+    /// Whether the next operation's records are sure to fit: keeps up to
+    /// `journalRoom` allocated past the journal's end, topping it up when half is used.
+    func reserveJournalRoom(for need: JournalNeed) -> Bool {
+        var info = stat()
+        guard fstat(journal.rawValue, &info) == 0 else { return false }
+        let end = Int64(info.st_size)
+        // Room allocated by an earlier mount stays allocated past the end.
+        reservedEnd = max(reservedEnd, Int64(info.st_blocks) * 512)
+        if reservedEnd - end >= Self.journalRoom / 2 { return true }
+        if fallocate(journal.rawValue, FALLOC_FL_KEEP_SIZE, off_t(end), off_t(Self.journalRoom)) == 0 {
+            reservedEnd = end + Self.journalRoom
+            return true
+        }
+        return reservedEnd - end >= need.rawValue
     }
 
     /// Makes what was appended durable.
@@ -180,12 +204,24 @@ final class StagingArea {
 
     func writeMarker(_ marker: CommitMarker) throws(IsofuseError) {
         do {
-            try encoder.encode(marker).write(to: URL(fileURLWithPath: directory.appending("commit").string), options: .atomic)
             sync()
-            syncDirectory()
+            try replaceDurably("commit", with: try encoder.encode(marker))
         } catch {
-            throw IsofuseError(.hostIO, "cannot write the commit marker in \(directory): \(error)", cause: error)
+            throw IsofuseError(.hostIO, "cannot write the commit marker in \(directory): \(error)", cause: error as? Errno)
         }
+    }
+
+    /// Writes `name` whole or not at all: a temporary file, fsynced, renamed over it, the directory fsynced.
+    private func replaceDurably(_ name: String, with bytes: some Sequence<UInt8>) throws {
+        let temporary = directory.appending(name + ".new")
+        let file = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                           permissions: .ownerReadWrite)
+        try file.closeAfter {
+            _ = try file.writeAll(bytes)
+            guard fsync(file.rawValue) == 0 else { throw Errno(rawValue: errno) }
+        }
+        guard rename(temporary.string, directory.appending(name).string) == 0 else { throw Errno(rawValue: errno) }
+        syncDirectory()
     }
 
     func removeMarker() {
@@ -224,6 +260,7 @@ final class StagingArea {
                                                    options: [.create, .append, .closeOnExec], permissions: .ownerReadWrite)
             try? journal.close()
             journal = reopened
+            reservedEnd = 0
             header = nil
         } catch {
             throw IsofuseError(.hostIO, "cannot move the old staging in \(directory) aside: \(error)", cause: error)

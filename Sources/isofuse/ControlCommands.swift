@@ -86,7 +86,14 @@ struct Commit: ParsableCommand {
                 status = try control.status()
             }
             let before = status.commit.sequence
-            try control.trigger("commit", word: close ? "close" : nil)
+            do throws(IsofuseError) {
+                try control.trigger("commit", word: close ? "close" : nil)
+            } catch {
+                // A commit refused at its start says why in the status.
+                let after = try control.status()
+                guard after.commit.sequence > before, after.commit.state == .failed else { throw error }
+                return after
+            }
             if noWait { return nil }
             while true {
                 status = try control.status()

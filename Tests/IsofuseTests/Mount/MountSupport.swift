@@ -125,6 +125,7 @@ final class IsofuseMount {
         var commitSession: Int
         var commitMessage: String
         var commitSequence: Int
+        var notes: [String]
     }
 
     /// The xattr user.isofuse.status of .isofuse/status, read by getfattr.
@@ -158,7 +159,8 @@ final class IsofuseMount {
                       removed: try number(staged, "removed"), stagedBytes: UInt64(try number(staged, "bytes")),
                       commitState: try text(commit, "state"), commitPhase: try text(commit, "phase"),
                       commitSession: try number(commit, "session"),
-                      commitMessage: try text(commit, "message"), commitSequence: try number(commit, "sequence"))
+                      commitMessage: try text(commit, "message"), commitSequence: try number(commit, "sequence"),
+                      notes: json["notes"] as? [String] ?? [])
     }
 
     /// Waits until the commit after `sequence` has ended (succeeded or failed) and returns that status.
