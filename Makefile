@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test clean
+.PHONY: deps build demo test fuzz clean
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -26,6 +26,11 @@ demo: build
 # Release mode: the tests reuse what `build` compiled, and hashing runs at full speed.
 test: build
 	swift test -c release
+
+# libFuzzer on the image-loading path for FUZZ_SECONDS (fuzz/run.sh); not part of `test`.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build

@@ -34,7 +34,7 @@ struct ChecksumTagScanner {
         let limit = UInt64(start) + UInt64(blocks) + 64
         let md5 = MD5()
         var expected: TagType = .superblock
-        var nextTag: UInt32 = 0
+        var nextTag: UInt64 = 0
         var lba = UInt64(start)
         return withScratchBuffer(byteCount: chunkBlocks * 2048) { chunk -> SessionTagResult in
             while lba < limit {
@@ -49,17 +49,17 @@ struct ChecksumTagScanner {
                 if readBlocks == 0 { break }
                 for i in 0..<readBlocks {
                     let block = UnsafeMutableRawBufferPointer(rebasing: chunk[i * 2048..<(i + 1) * 2048])
-                    let position = UInt32(lba) + UInt32(i)
-                    let inSuperblockArea = position >= start + 16 && position < start + 32
+                    let position = lba + UInt64(i)
+                    let inSuperblockArea = position >= UInt64(start) + 16 && position < UInt64(start) + 32
                     if (expected == .superblock && inSuperblockArea) || (expected != .superblock && position == nextTag),
                        let tag = decodeTag(block, at: position) {
                         let sum = md5.intermediate()
-                        guard tag.rangeStart == start, tag.rangeSize == position - start, tag.md5 == sum else {
+                        guard tag.rangeStart == start, UInt64(tag.rangeSize) == position - UInt64(start), tag.md5 == sum else {
                             return .mismatch("checksum tag at block \(position) does not match blocks \(start)..\(position - 1)")
                         }
                         if tag.type == .session { return .match }
                         expected = tag.type == .superblock ? .tree : .session
-                        nextTag = tag.next
+                        nextTag = UInt64(tag.next)
                     } else if expected != .superblock && position == nextTag {
                         return .mismatch("the checksum tag expected at block \(position) is missing or damaged")
                     }
@@ -83,13 +83,13 @@ struct ChecksumTagScanner {
 
     /// A tag in `block` that names `position` as its own place (a copy of a
     /// tag elsewhere is no tag).
-    private func decodeTag(_ block: UnsafeMutableRawBufferPointer, at position: UInt32) -> Tag? {
+    private func decodeTag(_ block: UnsafeMutableRawBufferPointer, at position: UInt64) -> Tag? {
         var type: Int32 = 0
         var pos: UInt32 = 0, rangeStart: UInt32 = 0, rangeSize: UInt32 = 0, next: UInt32 = 0
         var md5 = [CChar](repeating: 0, count: 16)
         let ret = iso_util_decode_md5_tag(block.baseAddress!.assumingMemoryBound(to: CChar.self),
                                           &type, &pos, &rangeStart, &rangeSize, &next, &md5, 0)
-        guard ret == 1, pos == position, let tagType = TagType(rawValue: type) else { return nil }
+        guard ret == 1, UInt64(pos) == position, let tagType = TagType(rawValue: type) else { return nil }
         return Tag(type: tagType, rangeStart: rangeStart, rangeSize: rangeSize, next: next, md5: MD5Digest(md5))
     }
 }

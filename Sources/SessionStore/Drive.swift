@@ -214,6 +214,7 @@ public final class Drive: Sendable {
                 start = emulatedStart
                 blocks = emulatedBlocks
             }
+            guard start >= 0 else { continue }   // no session starts before the medium
             var head = [CChar](repeating: 0, count: 65536)
             var headBlocks: Int32 = 0
             guard isoburn_read_iso_head(d, start, &headBlocks, &head, 2) > 0 else { continue }
@@ -221,7 +222,8 @@ public final class Drive: Sendable {
             let headBytes = head.map { UInt8(bitPattern: $0) }
             let descriptor = VolumeDescriptor(head: headBytes)
             sessions.append(SessionInfo(
-                number: sessions.count + 1, startBlock: UInt32(start), blocks: UInt32(blocks),
+                // A size of 2^31 blocks or more comes as a negative Int32.
+                number: sessions.count + 1, startBlock: UInt32(start), blocks: UInt32(bitPattern: blocks),
                 volumeID: descriptor?.volumeID ?? string(volumeID),
                 creationTime: descriptor?.creationTime,
                 headDigest: headBytes.withUnsafeBytes { MD5.digest($0) }))
@@ -245,18 +247,40 @@ public final class Drive: Sendable {
                 }
                 session = medium.sessions[number - 1]
             }
-            let image = try readImage(handle, session: number, checkingTags: checkingTags)
-            let tree = TreeLoader(image: image, session: session).load()
+            let image = try readImage(handle, session: number, of: medium, checkingTags: checkingTags)
+            let tree = TreeLoader(image: image, session: session, mediumByteCount: readableByteCount(handle)).load()
             iso_image_unref(image)
             detachImage(handle)
             return tree
         }
     }
 
+    /// The bytes a reader can get from the medium now (all of them when unknown).
+    private func readableByteCount(_ handle: DriveHandle) -> UInt64 {
+        switch address.kind {
+        case .image:
+            var status = stat()
+            return stat(address.path.string, &status) == 0 ? UInt64(clamping: status.st_size) : .max
+        case .recorder:
+            var blocks: Int32 = 0
+            return burn_get_read_capacity(handle.drive, &blocks, 0) == 1 ? UInt64(clamping: blocks) * 2048 : .max
+        }
+    }
+
     /// Loads a session's libisofs image (the newest when `session` is nil);
     /// the caller owns one reference.
-    func readImage(_ handle: DriveHandle, session: Int?, checkingTags: Bool = true) throws(IsofuseError) -> OpaquePointer {
+    func readImage(_ handle: DriveHandle, session: Int?, of medium: MediumInfo,
+                   checkingTags: Bool = true) throws(IsofuseError) -> OpaquePointer {
         let d = handle.drive
+        let which = session.map { "session \($0)" } ?? "the newest session"
+        if let start = (session.map { medium.sessions[$0 - 1] } ?? medium.sessions.last)?.startBlock {
+            do throws(IsofuseError) {
+                try DirectoryHierarchy(reader: HeldDriveReader(drive: self, handle: handle))
+                    .check(sessionStart: start, what: which)
+            } catch {
+                throw IsofuseError(error.code, "\(address): \(error.message)")
+            }
+        }
         let mode: Int32 = session == nil ? 0 : 1
         withMutableCString(session.map(String.init) ?? "0") { _ = isoburn_set_msc1(d, mode, $0, 0) }
         var options: OpaquePointer?
@@ -266,12 +290,12 @@ public final class Drive: Sendable {
         var image: OpaquePointer?
         let ret = isoburn_read_image(d, options, &image)
         guard ret > 0, let image else {
-            let which = session.map { "session \($0)" } ?? "the newest session"
-            if ret == isofuse_err_sb_tree_corrupted() {
-                _ = Libburnia.drainMessages()
-                throw IsofuseError(.corruptMedium, "\(address): checksum mismatch in the directory tree of \(which)")
-            }
-            throw IsofuseError(.corruptMedium, Libburnia.reason("\(address): cannot read the directory tree of \(which)"))
+            let error = ret == isofuse_err_sb_tree_corrupted()
+                ? IsofuseError(.corruptMedium, "\(address): checksum mismatch in the directory tree of \(which)")
+                : IsofuseError(.corruptMedium, Libburnia.reason("\(address): cannot read the directory tree of \(which)"))
+            // What a failed import read stays attached to the drive (with 2 MiB of read cache) until replaced.
+            detachImage(handle)
+            throw error
         }
         _ = Libburnia.drainMessages()
         return image
@@ -282,7 +306,8 @@ public final class Drive: Sendable {
     /// gives the freed memory back to the system.
     func detachImage(_ handle: DriveHandle) {
         var empty: OpaquePointer?
-        if isoburn_read_image(nil, nil, &empty) > 0, let empty {
+        // (isoburn_read_image cannot make one: without read options it refuses.)
+        if iso_image_new(nil, &empty) > 0, let empty {
             isoburn_attach_image(handle.drive, empty)
         }
         _ = Libburnia.drainMessages()
@@ -298,6 +323,18 @@ public final class Drive: Sendable {
         switch address.kind {
         case .image: try ImageFileReader(path: address.path)
         case .recorder: DriveBlockReader(drive: self)
+        }
+    }
+
+    /// Reads the medium through libburn while the library lock is held already.
+    private struct HeldDriveReader: BlockReading {
+        let drive: Drive
+        let handle: DriveHandle
+
+        func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
+            let data = try drive.readBlocks(handle, at: byteOffset, byteCount: buffer.count)
+            buffer.copyBytes(from: data)
+            return data.count
         }
     }
 

@@ -30,8 +30,9 @@ public struct MediumRange: Hashable, Sendable {
 
 extension Tree {
     /// Where bytes `[offset, offset + length)` of a file lie on the medium, in
-    /// file order; shorter than asked at the end of the file.
-    public func ranges(of file: NodeID, offset: UInt64, length: Int) -> [MediumRange] {
+    /// file order; shorter than asked at the end of the file. Throws when they
+    /// would lie beyond the end of the medium.
+    public func ranges(of file: NodeID, offset: UInt64, length: Int) throws(IsofuseError) -> [MediumRange] {
         let size = info(of: file).size
         guard offset < size else { return [] }
         var remaining = Int(min(UInt64(length), size - offset))
@@ -44,6 +45,9 @@ extension Tree {
                 continue
             }
             let n = Int(min(UInt64(remaining), extentBytes - skip))
+            guard extent.byteOffset + skip + UInt64(n) <= mediumByteCount else {
+                throw IsofuseError(.readError, "\(path(of: file)): its data would lie beyond the end of the medium (block \(extent.block))")
+            }
             result.append(MediumRange(byteOffset: extent.byteOffset + skip, length: n))
             remaining -= n
             skip = 0
@@ -64,7 +68,7 @@ extension BlockReading {
             throw IsofuseError(.unsupported, "\(tree.path(of: file)) is stored compressed (zisofs), which isofuse does not read")
         }
         var done = 0
-        for range in tree.ranges(of: file, offset: offset, length: buffer.count) {
+        for range in try tree.ranges(of: file, offset: offset, length: buffer.count) {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + range.length])
             let n = try readFully(into: target, at: range.byteOffset)
             guard n == range.length else {

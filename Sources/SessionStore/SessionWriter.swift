@@ -143,7 +143,7 @@ extension Drive {
         if options.closeMedium && medium.isOverwritable {
             throw IsofuseError(.unsupported, "\(address): a \(medium.profile.name) cannot be closed; it always takes more sessions")
         }
-        let image = try readImage(handle, session: nil)
+        let image = try readImage(handle, session: nil, of: medium)
         do throws(IsofuseError) {
             try TreeEditor(image: image).apply(changes)
         } catch {

@@ -104,6 +104,9 @@ public struct Tree: Sendable {
 
     /// The session this tree belongs to.
     public let session: SessionInfo?
+    /// The bytes the medium held when the tree was loaded: an extent beyond
+    /// them (a damaged or hostile image) is a read error, not an early end.
+    let mediumByteCount: UInt64
 
     public var nodeCount: Int { records.count }
 

@@ -9,6 +9,7 @@ import Glibc
 struct TreeLoader {
     let image: OpaquePointer
     let session: SessionInfo?
+    let mediumByteCount: UInt64
 
     private var records: [Tree.Record] = []
     private var bytes: [UInt8] = []
@@ -16,9 +17,10 @@ struct TreeLoader {
     private var digests: [MD5Digest] = []
     private var attributes: [NodeAttributes] = []
 
-    init(image: OpaquePointer, session: SessionInfo?) {
+    init(image: OpaquePointer, session: SessionInfo?, mediumByteCount: UInt64) {
         self.image = image
         self.session = session
+        self.mediumByteCount = mediumByteCount
     }
 
     /// One child before it gets its place: the libisofs node and its record.
@@ -38,8 +40,7 @@ struct TreeLoader {
         while next < directories.count {
             let (dirNode, dirIndex) = directories[next]
             next += 1
-            var children = pendingChildren(of: dirNode, parent: UInt32(dirIndex))
-            children.sort { $0.name.lexicographicallyPrecedes($1.name) }
+            let children = uniquelyNamed(pendingChildren(of: dirNode, parent: UInt32(dirIndex)))
             records[dirIndex].payloadStart = UInt32(records.count)
             records[dirIndex].payloadCount = UInt32(children.count)
             for child in children {
@@ -60,7 +61,7 @@ struct TreeLoader {
         }
         let linkGroups = countLinks()
         return Tree(records: records, bytes: bytes, extents: extents, digests: digests,
-                    attributes: attributes, linkGroups: linkGroups, session: session)
+                    attributes: attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
     }
 
     private mutating func pendingChildren(of dir: OpaquePointer, parent: UInt32) -> [Pending] {
@@ -70,11 +71,30 @@ struct TreeLoader {
         var children: [Pending] = []
         var child: OpaquePointer?
         while iso_dir_iter_next(iterator, &child) == 1, let node = child {
-            guard let kind = kind(of: node) else { continue }
-            children.append(Pending(node: node, name: cBytes(iso_node_get_name(node)),
-                                    record: record(for: node, kind: kind, parent: parent)))
+            let name = cBytes(iso_node_get_name(node))
+            guard Self.isUsable(name), let kind = kind(of: node) else { continue }
+            children.append(Pending(node: node, name: name, record: record(for: node, kind: kind, parent: parent)))
         }
         return children
+    }
+
+    /// Sorted by name, one child per name: libisofs renames colliding names as
+    /// it loads, but should two still be equal, the first stays.
+    private func uniquelyNamed(_ children: [Pending]) -> [Pending] {
+        var unique: [Pending] = []
+        for child in children.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) })
+        where unique.last?.name != child.name {
+            unique.append(child)
+        }
+        return unique
+    }
+
+    /// Whether a name can be shown as a directory entry. libisofs loads Rock
+    /// Ridge names as recorded, but no honest tool records an empty name,
+    /// `.`, `..`, a name with `/` or one longer than a host name may be (NAME_MAX):
+    /// such an entry could not be looked up, or would lead elsewhere, so it is left out.
+    static func isUsable(_ name: [UInt8]) -> Bool {
+        !name.isEmpty && name.count <= 255 && name != [0x2E] && name != [0x2E, 0x2E] && !name.contains(0x2F)
     }
 
     private func kind(of node: OpaquePointer) -> NodeKind? {
@@ -119,13 +139,13 @@ struct TreeLoader {
     }
 
     private mutating func addFileContent(of file: OpaquePointer, to record: inout Tree.Record) {
-        record.size = UInt64(iso_file_get_size(file))
+        record.size = UInt64(clamping: iso_file_get_size(file))
         var count: Int32 = 0
         var sections: UnsafeMutablePointer<iso_file_section>?
         if iso_file_get_old_image_sections(file, &count, &sections, 0) == 1, let sections {
             record.payloadStart = UInt32(extents.count)
-            record.payloadCount = UInt32(count)
-            for i in 0..<Int(count) {
+            record.payloadCount = UInt32(clamping: count)
+            for i in 0..<Int(record.payloadCount) {
                 extents.append(Extent(block: sections[i].block, byteCount: sections[i].size))
             }
             free(sections)

@@ -71,7 +71,11 @@ extension Drive {
                 tree = try loadTree(session: session.number)
             } catch where error.code == .corruptMedium {
                 report.problems.append(.init(session: session.number, path: nil, detail: error.message))
-                tree = try loadTree(session: session.number, checkingTags: false)
+                do throws(IsofuseError) {
+                    tree = try loadTree(session: session.number, checkingTags: false)
+                } catch where error.code == .corruptMedium {
+                    continue   // reported; the session's tags are still checked
+                }
             }
             for node in tree.walk() where tree.kind(of: node) == .regularFile {
                 guard let md5 = tree.info(of: node).recordedMD5 else {

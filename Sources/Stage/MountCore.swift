@@ -454,7 +454,11 @@ struct Core {
     private func mediumPlan(_ tree: Tree, _ node: NodeID, offset: UInt64, size: Int) throws(Errno) -> ReadPlan {
         // zisofs files would need decompressing; their raw extents are not the content.
         guard !tree.info(of: node).isFiltered else { throw .ioError }
-        return .medium(tree.ranges(of: node, offset: offset, length: size))
+        do throws(IsofuseError) {
+            return .medium(try tree.ranges(of: node, offset: offset, length: size))
+        } catch {
+            throw Errno(rawValue: error.code.errno)
+        }
     }
 
     // MARK: Space

@@ -1,0 +1,1 @@
+../../../Tests/IsofuseTests/Support/ImageWorkout.swift
