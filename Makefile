@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test clean
+.PHONY: deps build demo test stress clean
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -26,6 +26,12 @@ demo: build
 # Release mode: the tests reuse what `build` compiled, and hashing runs at full speed.
 test: build
 	swift test -c release
+
+# Minutes of concurrent readers, writers, listings and commits on a real mount:
+# make stress STRESS_SECONDS=600 (gdb records the stacks should it hang).
+stress: build
+	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES=gdb
+	scripts/stress.sh $(or $(STRESS_SECONDS),300)
 
 clean:
 	rm -rf .build
