@@ -2,3 +2,9 @@
 #pragma once
 #include <sys/xattr.h>   // getxattr, setxattr, XATTR_CREATE, XATTR_REPLACE
 #include <malloc.h>      // malloc_trim
+
+// ThreadSanitizer's hooks, present only in a sanitized build (weak: NULL otherwise).
+void __tsan_acquire(void *address) __attribute__((weak));
+void __tsan_release(void *address) __attribute__((weak));
+static inline void isofuse_tsan_acquire(void *address) { if (__tsan_acquire) __tsan_acquire(address); }
+static inline void isofuse_tsan_release(void *address) { if (__tsan_release) __tsan_release(address); }

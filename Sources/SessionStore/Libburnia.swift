@@ -7,7 +7,6 @@
 // image files do not: they use their own descriptor (`ImageFileReader`).
 
 import CIsoburn
-import Synchronization
 
 /// One message from a library queue ("SORRY 0x20009 Neither stdio-path nor its directory exist").
 struct LibraryMessage: Sendable, CustomStringConvertible {
@@ -45,7 +44,7 @@ struct LibraryState: ~Copyable {
 
 enum Libburnia {
     /// Serializes every call into the three libraries (see the file header).
-    static let lock = Mutex(LibraryState())
+    static let lock = VisibleMutex(LibraryState())
 
     private static let initialization: Result<Void, IsofuseError> = {
         var message = [CChar](repeating: 0, count: 1024)

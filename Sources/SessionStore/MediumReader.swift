@@ -7,7 +7,6 @@
 // `DriveBlockReader` keeps a small cache of 64 KiB tiles in front of it.
 
 import CIsoburn
-import Synchronization
 import SystemPackage
 
 /// Something that reads bytes of the medium.
@@ -120,7 +119,7 @@ final class DriveBlockReader: MediumReader {
         var tiles: [UInt64: [UInt8]] = [:]
         var order: [UInt64] = []   // least recently used first
     }
-    private let cache = Mutex(Cache())
+    private let cache = VisibleMutex(Cache())
 
     init(drive: Drive) { self.drive = drive }
 

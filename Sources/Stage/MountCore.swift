@@ -4,7 +4,6 @@
 
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -386,7 +385,7 @@ struct Core {
         guard overlay.exists(identity) else { throw .staleNFSFileHandle }
         try stageContent(of: identity, truncate: false, at: now)
         guard case .upper(let id) = overlay.resolve(identity), let node = overlay.state.nodes[id],
-              case .staged(let dataID)? = node.content else { throw .ioError }
+              case .staged? = node.content else { throw .ioError }
         let start = append ? node.size : offset
         let end = start + UInt64(data.count)
         let growth = end > node.size ? end - node.size : 0

@@ -11,7 +11,6 @@
 import CLinux
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -21,8 +20,8 @@ public final class MountedFileSystem: FileSystemOperations {
     let options: MountOptions
     let drive: Drive
     let owner: (uid: UInt32, gid: UInt32)
-    let core: Mutex<Core>
-    let invalidator = Mutex<KernelCacheInvalidator?>(nil)
+    let core: VisibleMutex<Core>
+    let invalidator = VisibleMutex<KernelCacheInvalidator?>(nil)
     /// Runs commits and cache invalidations, one at a time; shutdown waits for it.
     let background = DispatchQueue(label: "isofuse.background")
 
@@ -41,7 +40,7 @@ public final class MountedFileSystem: FileSystemOperations {
             }
             try core.openStaging(directory, drive: drive)
         }
-        self.core = Mutex(core)
+        self.core = VisibleMutex(core)
     }
 
     /// A blank image file may not exist yet; it has nothing to read anyway.
