@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test fuzz clean
+.PHONY: deps build demo test fuzz stress tsan clean
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -32,5 +32,22 @@ FUZZ_SECONDS ?= 600
 fuzz: deps
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+# Minutes of concurrent readers, writers, listings and commits on a real mount:
+# make stress STRESS_SECONDS=600 (gdb records the stacks should it hang).
+stress: build
+	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES=gdb
+	scripts/stress.sh $(or $(STRESS_SECONDS),300)
+
+# ThreadSanitizer (not in `make test`: a build of its own, and slow): the core
+# driven from many threads, and a stress run on a mount served by a sanitized
+# daemon. Every report lands in .build-tsan/reports/ and fails the target.
+TSAN_REPORTS := $(CURDIR)/.build-tsan/reports
+tsan: deps
+	@rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	@status=0; TSAN_OPTIONS="log_path=$(TSAN_REPORTS)/report" ISOFUSE_STRESS_SECONDS=$(or $(STRESS_SECONDS),30) \
+	    swift test --sanitize=thread --scratch-path .build-tsan --filter 'MountedFileSystemTests|StressTests' || status=$$?; \
+	if ls $(TSAN_REPORTS)/report.* >/dev/null 2>&1; then cat $(TSAN_REPORTS)/report.*; exit 1; fi; \
+	echo "ThreadSanitizer: no reports"; exit $$status
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-tsan

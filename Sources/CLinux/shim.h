@@ -7,3 +7,9 @@
 
 // fallocate(2) is declared only with _GNU_SOURCE.
 int fallocate(int fd, int mode, off_t offset, off_t len);
+
+// ThreadSanitizer's hooks, present only in a sanitized build (weak: NULL otherwise).
+void __tsan_acquire(void *address) __attribute__((weak));
+void __tsan_release(void *address) __attribute__((weak));
+static inline void isofuse_tsan_acquire(void *address) { if (__tsan_acquire) __tsan_acquire(address); }
+static inline void isofuse_tsan_release(void *address) { if (__tsan_release) __tsan_release(address); }

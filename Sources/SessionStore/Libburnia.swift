@@ -7,7 +7,6 @@
 // image files do not: they use their own descriptor (`ImageFileReader`).
 
 import CIsoburn
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,7 +52,7 @@ struct LibraryState: ~Copyable {
 
 enum Libburnia {
     /// Serializes every call into the three libraries (see the file header).
-    static let lock = Mutex(LibraryState())
+    static let lock = VisibleMutex(LibraryState())
 
     private static let initialization: Result<Void, IsofuseError> = {
         var message = [CChar](repeating: 0, count: 1024)

@@ -7,7 +7,6 @@
 // `DriveBlockReader` keeps a small cache of 64 KiB tiles in front of it.
 
 import CIsoburn
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -98,7 +97,7 @@ public final class ImageFileReader: MediumReader {
     public let descriptor: FileDescriptor
     private let path: FilePath
     /// The image as it was when opened, or when this process last wrote it.
-    private let known: Mutex<ImageFingerprint?>
+    private let known: VisibleMutex<ImageFingerprint?>
 
     public init(path: FilePath) throws(IsofuseError) {
         do {
@@ -107,7 +106,7 @@ public final class ImageFileReader: MediumReader {
             throw IsofuseError(.driveNotFound, "cannot open \(path): \(error)", cause: error)
         }
         self.path = path
-        known = Mutex(ImageFingerprint(descriptor: descriptor))
+        known = VisibleMutex(ImageFingerprint(descriptor: descriptor))
     }
 
     deinit { try? descriptor.close() }
@@ -207,7 +206,7 @@ final class DriveBlockReader: MediumReader {
         var tiles: [UInt64: [UInt8]] = [:]
         var order: [UInt64] = []   // least recently used first
     }
-    private let cache = Mutex(Cache())
+    private let cache = VisibleMutex(Cache())
 
     init(drive: Drive) { self.drive = drive }
 

@@ -11,7 +11,6 @@
 
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -163,15 +162,10 @@ extension Core {
     mutating func switchBase(to tree: Tree, medium newMedium: MediumInfo) throws(IsofuseError) {
         guard let frozen, let staging else { return }
         let (rebased, rebase) = try Rebase.rebase(live: overlay, frozen: frozen.overlay, onto: tree)
+        let old = overlay
         overlay = rebased
-        inodes.translate { old in rebase.translate(old).map { overlay.identity(overlay.resolve($0)) } }
-        for (number, handle) in handles {
-            if case .file(let identity, let writable, let append, let data) = handle, let moved = rebase.translate(identity) {
-                handles[number] = .file(identity: moved, writable: writable, append: append, data: data)
-            }
-        }
+        carryOver(rebase, from: old, session: medium.sessions.count)
         medium = newMedium
-        sessionTrees = [:]
         try staging.rewrite(overlay.state, header: JournalHeader(medium: newMedium.identity.mediumKey,
                                                                   state: newMedium.identity.state,
                                                                   sessions: newMedium.sessions.count))

@@ -8,7 +8,6 @@
 
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

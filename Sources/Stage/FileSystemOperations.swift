@@ -186,8 +186,11 @@ public protocol FileSystemOperations: Sendable {
     func release(_ handle: UInt64)
 
     func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile
-    /// Entries from `offset` on ("." and ".." included, first). Counts no lookups.
-    func readDirectory(_ handle: UInt64, from offset: UInt64) throws(Errno) -> [DirectoryEntry]
+    /// At most `limit` entries from `offset` on ("." and ".." included, first):
+    /// the names as of opening, each with the node it names now (names gone
+    /// since are left out). With `retaining`, one lookup is counted for each
+    /// entry but "." and ".."; the caller forgets those it does not pass on.
+    func readDirectory(_ handle: UInt64, from offset: UInt64, limit: Int, retaining: Bool) throws(Errno) -> [DirectoryEntry]
     func releaseDirectory(_ handle: UInt64)
 
     func statistics() -> FileSystemStatistics

@@ -46,11 +46,11 @@ struct InodeTable {
         }
     }
 
-    /// Restates identities after a commit; identities that no longer exist keep their number (stale).
-    mutating func translate(_ translate: (NodeRef) -> NodeRef?) {
+    /// Restates identities after a commit (`translate` must map distinct identities to distinct ones).
+    mutating func translate(_ translate: [NodeRef: NodeRef]) {
         var newNumbers: [NodeRef: InodeNumber] = [:]
         for (number, identity) in identities {
-            let new = translate(identity) ?? identity
+            let new = translate[identity] ?? identity
             identities[number] = new
             newNumbers[new] = number
         }
@@ -59,4 +59,7 @@ struct InodeTable {
 
     /// Every number in use, for cache invalidation.
     var allNumbers: [InodeNumber] { Array(identities.keys) }
+
+    /// Every identity that has a number.
+    var allIdentities: [NodeRef] { Array(identities.values) }
 }

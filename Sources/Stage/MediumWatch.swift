@@ -16,7 +16,6 @@
 // (`AppendOptions.expectedMedium`).
 
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -4,7 +4,6 @@
 
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -14,7 +13,9 @@ import Glibc
 enum Handle {
     /// `data`: the staged file whose descriptor this handle holds open, if any.
     case file(identity: NodeRef, writable: Bool, append: Bool, data: DataID?)
-    case directory([DirectoryEntry])
+    /// The entries as of opening; `refresh`: the directory whose entries are
+    /// looked up anew when read (nil for the fixed ones of the control directory and session views).
+    case directory([DirectoryEntry], refresh: InodeNumber?)
     /// A control file open for writing: what was written so far.
     case control(ControlNode, written: [UInt8])
     /// Text fixed when it was opened (`status`).
@@ -233,11 +234,11 @@ struct Core {
 
     /// The staged file a handle holds open, when the handle's node lost its
     /// last name (unlink(2) of an open file): POSIX keeps it readable and
-    /// writable through the handle until it is closed.
+    /// writable through the handle until it is closed. (A node that is no
+    /// longer staged is not lost: a commit made it a medium file.)
     func orphanDescriptor(identity: NodeRef, held: DataID?) -> FileDescriptor? {
-        guard let held, let open = dataDescriptors[held] else { return nil }
-        if case .upper(let id) = overlay.resolve(identity), overlay.state.nodes[id] != nil { return nil }
-        return open.descriptor
+        guard orphans[identity] != nil, let held else { return nil }
+        return dataDescriptors[held]?.descriptor
     }
 
     /// Closes a released handle's descriptor.
@@ -492,6 +493,46 @@ struct Core {
         var keep = overlay.state.dataFiles
         if let frozen { keep.formUnion(frozen.data) }
         staging?.removeData(except: keep)
+    }
+
+    // MARK: After a commit
+
+    /// Inode numbers, handles and unlinked open nodes follow their nodes into
+    /// the rebased overlay. A node the commit dropped (removed or replaced
+    /// before it) has no place there, and its old base index names another
+    /// node of the new session: it gets an identity no node has, so that its
+    /// number and handles fail (ESTALE, ENOENT) instead of reaching that node.
+    /// A read-only handle on such a medium file reads it on, from `session`.
+    mutating func carryOver(_ rebase: Rebase, from old: Overlay, session: Int) {
+        var moved: [NodeRef: NodeRef] = [:]
+        func translate(_ identity: NodeRef) -> NodeRef {
+            if let known = moved[identity] { return known }
+            let new = rebase.translate(identity).map { overlay.identity(overlay.resolve($0)) } ?? overlay.retiredIdentity()
+            moved[identity] = new
+            return new
+        }
+        for identity in inodes.allIdentities { _ = translate(identity) }
+        inodes.translate(moved)
+        var keptTrees = Set<Int>()
+        for (number, handle) in handles {
+            switch handle {
+            case .file(let identity, let writable, let append, let data):
+                if !writable, data == nil, rebase.translate(identity) == nil, case .base(let node) = old.resolve(identity) {
+                    handles[number] = .sessionFile(session: session, node: node)
+                    keptTrees.insert(session)
+                } else {
+                    handles[number] = .file(identity: translate(identity), writable: writable, append: append, data: data)
+                }
+            case .sessionFile(let session, _):
+                keptTrees.insert(session)
+            default:
+                break
+            }
+        }
+        orphans = Dictionary(uniqueKeysWithValues: orphans.map { (translate($0.key), $0.value) })
+        // Session views are loaded anew, except those open handles read.
+        sessionTrees = sessionTrees.filter { keptTrees.contains($0.key) }
+        if keptTrees.contains(session) { sessionTrees[session] = old.base }
     }
 
     /// Closes descriptors retired at the previous clean-up.

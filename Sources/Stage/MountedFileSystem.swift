@@ -11,7 +11,6 @@
 import CLinux
 import Foundation
 import SessionStore
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -21,8 +20,8 @@ public final class MountedFileSystem: FileSystemOperations {
     let options: MountOptions
     let drive: Drive
     let owner: (uid: UInt32, gid: UInt32)
-    let core: Mutex<Core>
-    let invalidator = Mutex<KernelCacheInvalidator?>(nil)
+    let core: VisibleMutex<Core>
+    let invalidator = VisibleMutex<KernelCacheInvalidator?>(nil)
     /// Runs commits and cache invalidations, one at a time; shutdown waits for it.
     let background = DispatchQueue(label: "isofuse.background")
 
@@ -41,7 +40,7 @@ public final class MountedFileSystem: FileSystemOperations {
             }
             try core.openStaging(directory, drive: drive)
         }
-        self.core = Mutex(core)
+        self.core = VisibleMutex(core)
     }
 
     /// A blank image file may not exist yet; it has nothing to read anyway.
@@ -282,20 +281,36 @@ public final class MountedFileSystem: FileSystemOperations {
     // MARK: Directories
 
     public func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile {
-        let entries: [DirectoryEntry]
+        let handle: UInt64
         if let control = try controlListing(inode) {
-            entries = control
+            handle = core.withLock { $0.open(.directory(control, refresh: nil)) }
         } else {
-            entries = try core.withLock { core throws(Errno) in try core.listing(inode) }
+            handle = try core.withLock { core throws(Errno) in core.open(.directory(try core.listing(inode), refresh: inode)) }
         }
-        let handle = core.withLock { $0.open(.directory(entries)) }
         return OpenedFile(handle: handle, keepCache: false, directIO: false)
     }
 
-    public func readDirectory(_ handle: UInt64, from offset: UInt64) throws(Errno) -> [DirectoryEntry] {
+    /// Each name is looked up again: readdirplus puts its node in the kernel's
+    /// cache, and a node renamed away or replaced since the directory was
+    /// opened would be cached under a name it no longer has. (The kernel keeps
+    /// the directory locked while it reads it, so what this returns stays true
+    /// until the kernel has it.)
+    public func readDirectory(_ handle: UInt64, from offset: UInt64, limit: Int, retaining: Bool) throws(Errno) -> [DirectoryEntry] {
         try core.withLock { core throws(Errno) in
-            guard case .directory(let entries)? = core.handles[handle] else { throw .badFileDescriptor }
-            return offset < entries.count ? Array(entries[Int(offset)...]) : []
+            guard case .directory(let entries, let refresh)? = core.handles[handle] else { throw .badFileDescriptor }
+            guard offset < entries.count else { return [] }
+            let directory = refresh.flatMap { try? core.ref($0) }
+            var result: [DirectoryEntry] = []
+            for var entry in entries[Int(offset)...] where result.count < limit {
+                let isDot = entry.name == [0x2E] || entry.name == [0x2E, 0x2E]
+                if refresh != nil && !isDot {
+                    guard let directory, let child = core.overlay.lookup(entry.name, in: directory) else { continue }
+                    entry.attributes = core.attributes(of: child)
+                }
+                if retaining && !isDot { core.inodes.retain(entry.attributes.inode) }
+                result.append(entry)
+            }
+            return result
         }
     }
 

@@ -329,6 +329,11 @@ public struct Overlay: Sendable {
         return state.nextDataID
     }
 
+    /// An identity no node has or will have, for a node a commit dropped.
+    public mutating func retiredIdentity() -> NodeRef {
+        .upper(allocateUpperID())
+    }
+
     // MARK: Helpers
 
     private mutating func allocateUpperID() -> UpperID {

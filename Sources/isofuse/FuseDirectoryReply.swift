@@ -2,10 +2,11 @@
 // from the offset it asks for.
 //
 // In plus mode every entry carries its attributes and the kernel keeps a
-// reference to its inode: one lookup, counted with `retain` before the reply
-// goes out (the kernel may forget it at once) and taken back if the reply
-// fails. "." and ".." are never referenced by the kernel (it skips them), so
-// they count nothing and carry inode 0 in their entry.
+// reference to its inode: one lookup, counted by the filesystem as it
+// returns the entry (the kernel may forget it at once), and taken back for
+// entries that do not fit or when the reply fails. "." and ".." are never
+// referenced by the kernel (it skips them), so they count nothing and carry
+// inode 0 in their entry.
 
 @preconcurrency import Glibc
 import CFuse3
@@ -14,11 +15,13 @@ import SystemPackage
 
 enum FuseDirectoryReply {
     static func send(_ request: FuseRequest, handle: UInt64, offset: UInt64, size: Int, plus: Bool) throws(Errno) {
-        let entries = try request.core.readDirectory(handle, from: offset)
+        // The smallest entry (a one-byte name) takes 32 bytes, 160 in plus mode.
+        let limit = max(size / (plus ? 160 : 32), 1)
+        let entries = try request.core.readDirectory(handle, from: offset, limit: limit, retaining: plus)
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
         defer { buffer.deallocate() }
         var used = 0
-        var retained: [InodeNumber] = []
+        var sent = 0
         for entry in entries {
             let isDot = entry.name == Array(".".utf8) || entry.name == Array("..".utf8)
             let added = (entry.name + [0]).withUnsafeBytes { name in
@@ -36,13 +39,11 @@ enum FuseDirectoryReply {
             }
             guard added <= size - used else { break }
             used += added
-            if plus && !isDot {
-                request.core.retain(entry.attributes.inode)
-                retained.append(entry.attributes.inode)
-            }
+            sent += 1
         }
-        if fuse_reply_buf(request.raw, buffer, used) != 0 {
-            for inode in retained { request.core.forget(inode, lookups: 1) }
+        let delivered = fuse_reply_buf(request.raw, buffer, used) == 0 ? sent : 0
+        for entry in entries[delivered...] where plus && entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
+            request.core.forget(entry.attributes.inode, lookups: 1)
         }
     }
 }

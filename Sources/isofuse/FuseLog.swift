@@ -4,7 +4,7 @@
 
 @preconcurrency import Glibc
 import CFuse3
-import Synchronization
+import SessionStore
 
 enum FuseLog {
     private struct State {
@@ -13,7 +13,7 @@ enum FuseLog {
         /// libfuse writes some lines in pieces; a line ends with "\n".
         var partial = ""
     }
-    private static let state = Mutex(State())
+    private static let state = VisibleMutex(State())
 
     /// Routes libfuse's messages here (for the whole process).
     static func install() {

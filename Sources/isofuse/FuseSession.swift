@@ -12,7 +12,6 @@
 import CFuse3
 import SessionStore
 import Stage
-import Synchronization
 
 final class FuseSession {
     static let maxThreads: UInt32 = 16
@@ -98,10 +97,10 @@ final class FuseNotifier: Sendable {
     private struct SessionPointer: @unchecked Sendable {
         let raw: OpaquePointer
     }
-    private let session: Mutex<SessionPointer?>
+    private let session: VisibleMutex<SessionPointer?>
 
     init(_ session: OpaquePointer) {
-        self.session = Mutex(SessionPointer(raw: session))
+        self.session = VisibleMutex(SessionPointer(raw: session))
     }
 
     func invalidate(_ invalidation: KernelCacheInvalidation) {

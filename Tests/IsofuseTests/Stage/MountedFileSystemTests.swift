@@ -66,7 +66,7 @@ struct MountedSetup {
     func names(_ path: String) throws -> [String] {
         let directory = try fs.openDirectory(try inode(path))
         defer { fs.releaseDirectory(directory.handle) }
-        return try fs.readDirectory(directory.handle, from: 0).map { String(decoding: $0.name, as: UTF8.self) }
+        return try fs.readDirectory(directory.handle, from: 0, limit: .max, retaining: false).map { String(decoding: $0.name, as: UTF8.self) }
     }
 
     func status() throws -> StatusReport {
@@ -147,6 +147,76 @@ struct MountedSetup {
         setup.fs.release(file.handle)
         #expect(throws: Errno.noSuchFileOrDirectory) { try setup.fs.lookup(rootInode, Array("scratch.txt".utf8)) }
         #expect(try setup.status().staged.added == 0)
+    }
+
+    /// After a commit the new session numbers its nodes afresh: a medium node
+    /// removed before the commit must not lend its inode number, or an open
+    /// handle, to whichever node now has its place (wrong files, wrong bytes).
+    @Test func aNodeRemovedBeforeACommitNamesNoOtherNodeAfterIt() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        let removed = try setup.inode("/empty.txt")
+        let replaced = try setup.inode("/docs/readme.txt")
+        let readme = try setup.read("/docs/readme.txt")
+        let open = try setup.fs.open(replaced, flags: O_RDONLY, caller: MountedSetup.caller)
+        defer { setup.fs.release(open.handle) }
+        try setup.fs.unlink(in: rootInode, Array("empty.txt".utf8))
+        try setup.write("/new.txt", Array("replaces the readme".utf8))
+        try setup.fs.rename(in: rootInode, Array("new.txt".utf8), to: try setup.inode("/docs"), Array("readme.txt".utf8), mode: .replace)
+        #expect(try setup.commit().commit.state == .succeeded)
+
+        #expect(throws: Errno.self) { try setup.fs.attributes(of: removed) }
+        #expect(throws: Errno.self) { try setup.fs.attributes(of: replaced) }
+        let paths = try hostTree(setup.fixture.source).keys.filter { $0 != "/empty.txt" } + ["/docs/readme.txt"]
+        let numbers = try paths.map { path throws(Errno) in try setup.inode(path) }
+        #expect(!numbers.contains(removed) && !numbers.contains(replaced))
+        // The handle open on the replaced readme reads its bytes on (from session 3), not another file's.
+        var bytes: [UInt8] = []
+        for segment in try setup.fs.read(open.handle, offset: 0, size: 1 << 20) {
+            guard case .file(let descriptor, let offset, let length) = segment else { continue }
+            var buffer = [UInt8](repeating: 0, count: length)
+            _ = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(offset), into: $0) }
+            bytes += buffer
+        }
+        #expect(bytes == readme)
+    }
+
+    /// readdirplus puts each entry's node into the kernel's cache under its
+    /// name: a directory read after a rename must not name the node that had
+    /// the name when the directory was opened (`ls -lR` beside `mv` made a
+    /// replaced file's name lead to a dropped node: ENOENT on a file that exists).
+    @Test func aDirectoryReadAfterRenamesNamesTheNodesAsTheyAreNow() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        try setup.write("/docs/replacement.txt", Array("new readme".utf8))
+        let directory = try setup.fs.openDirectory(try setup.inode("/docs"))
+        defer { setup.fs.releaseDirectory(directory.handle) }
+        let docs = try setup.inode("/docs")
+        try setup.fs.rename(in: docs, Array("replacement.txt".utf8), to: docs, Array("readme.txt".utf8), mode: .replace)
+        try setup.fs.rename(in: docs, Array("changing.txt".utf8), to: rootInode, Array("moved.txt".utf8), mode: .replace)
+
+        let entries = try setup.fs.readDirectory(directory.handle, from: 0, limit: .max, retaining: false)
+        let names = entries.map { String(decoding: $0.name, as: UTF8.self) }
+        #expect(!names.contains("replacement.txt") && !names.contains("changing.txt"))
+        #expect(entries.first { $0.name == Array("readme.txt".utf8) }?.attributes.inode == (try setup.inode("/docs/readme.txt")))
+        #expect(entries.first { $0.name == Array("readme.txt".utf8) }?.attributes.size == 10)
+        #expect(try setup.fs.readDirectory(directory.handle, from: 0, limit: 3, retaining: false).count == 3)
+    }
+
+    /// A file committed while a handle is open on it is a medium file after
+    /// the commit: a write through that handle must stage it again, not go
+    /// to the old staged copy as if the file had been unlinked (the bytes were lost).
+    @Test func aWriteThroughAHandleOpenAcrossACommitLandsInTheFile() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        try setup.write("/log.txt", Array("first ".utf8))
+        let file = try setup.fs.open(try setup.inode("/log.txt"), flags: O_WRONLY | O_APPEND, caller: MountedSetup.caller)
+        #expect(try setup.commit().commit.state == .succeeded)
+        _ = try Array("second".utf8).withUnsafeBytes { try setup.fs.write(file.handle, offset: 6, data: $0) }
+        setup.fs.release(file.handle)
+        #expect(try setup.read("/log.txt") == Array("first second".utf8))
+        #expect(try setup.fs.attributes(of: try setup.inode("/log.txt")).size == 12)
+        #expect(try setup.status().staged.changed == 1)
     }
 
     @Test func writesBeyondTheMediumsSpaceFailAtWriteTime() throws {
