@@ -120,6 +120,7 @@ extension Drive {
         guard ret == 1 else {
             throw IsofuseError(.library, Libburnia.reason("\(address): cannot re-read the medium after writing"))
         }
+        expectNewMedium(handle)
         return try mediumInfo(handle)
     }
 

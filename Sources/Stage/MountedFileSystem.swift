@@ -40,6 +40,8 @@ public final class MountedFileSystem: FileSystemOperations {
                 try StagingLocation.defaultDirectory(for: medium.identity, environment: environment)
             }
             try core.openStaging(directory, drive: drive)
+        } else if medium.status == .rom || medium.status == .closed {
+            core.notes.append("the medium (\(medium.profile.name), \(medium.status.rawValue)) cannot be written: the mount is read-only")
         }
         self.core = Mutex(core)
     }
