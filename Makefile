@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test clean
+.PHONY: deps build demo test test-hw clean
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -26,6 +26,11 @@ demo: build
 # Release mode: the tests reuse what `build` compiled, and hashing runs at full speed.
 test: build
 	swift test -c release
+
+# A real MMC drive: QEMU's virtual SCSI and AHCI CD drives in a small Debian
+# guest (built from Debian's packages once, then cached). A few minutes.
+test-hw: build
+	tests/hw/run.sh $(ISOFUSE)
 
 clean:
 	rm -rf .build
