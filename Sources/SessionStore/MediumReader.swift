@@ -8,6 +8,7 @@
 // ahead.
 
 import CIsoburn
+import Dispatch
 import Synchronization
 import SystemPackage
 
@@ -114,7 +115,10 @@ public final class ImageFileReader: MediumReader {
 /// front of it. An optical drive answers a seek in tens of milliseconds and
 /// then streams, so reads go to it in large requests: a miss fetches at least
 /// 256 KiB, and a miss where an earlier fetch ended (a file read from start
-/// to end) fetches twice as much as that one did, up to 4 MiB.
+/// to end) fetches twice as much as that one did, up to 4 MiB. Such a
+/// sequential reader is kept one fetch ahead of in the background: the next
+/// window is read while it consumes this one, and when it reaches that window
+/// the one after is fetched.
 final class DriveBlockReader: MediumReader {
     /// libburn reads 32 blocks per MMC command: one tile per command.
     static let tileBytes = 64 * 1024
@@ -129,6 +133,7 @@ final class DriveBlockReader: MediumReader {
 
     private let drive: Drive
     private let cache: Mutex<TileCache>
+    private let readAhead = DispatchQueue(label: "isofuse.drive-read-ahead")
 
     init(drive: Drive) {
         self.drive = drive
@@ -139,7 +144,8 @@ final class DriveBlockReader: MediumReader {
         let tileBytes = UInt64(Self.tileBytes)
         let first = byteOffset / tileBytes
         switch cache.withLock({ $0.copy(into: buffer, at: byteOffset, now: .now) }) {
-        case .copied(let count, let confirm):
+        case .copied(let count, let confirm, let next):
+            if let next { fetchInBackground(next) }
             if confirm {
                 try drive.confirmMedium()
                 cache.withLock { $0.confirmed = .now }
@@ -148,20 +154,37 @@ final class DriveBlockReader: MediumReader {
         case .missing:
             let wanted = Int((byteOffset + UInt64(max(buffer.count, 1)) - 1) / tileBytes - first) + 1
             let target = CallerBuffer(bytes: buffer)
-            return try drive.withBlockReads { readBlocks throws(IsofuseError) -> Int in
+            let (count, next) = try drive.withBlockReads { readBlocks throws(IsofuseError) -> (Int, TileCache.Window?) in
                 // Concurrent misses on neighbouring tiles wait here for the fetch that brings them.
-                if case .copied(let count, _) = cache.withLock({ $0.copy(into: target.bytes, at: byteOffset, now: .now) }) {
-                    return count
+                if case .copied(let count, _, let next) = cache.withLock({ $0.copy(into: target.bytes, at: byteOffset, now: .now) }) {
+                    return (count, next)
                 }
-                let count = cache.withLock { $0.fetchSize(first: first, wanted: wanted) }
-                let data = try readBlocks(first * tileBytes, count * Self.tileBytes)
+                let plan = cache.withLock { $0.plan(first: first, wanted: wanted) }
+                let data = try readBlocks(first * tileBytes, plan.size * Self.tileBytes)
                 cache.withLock { $0.store(data, first: first) }
                 let skip = Int(byteOffset - first * tileBytes)
-                guard skip < data.count else { return 0 }
+                guard skip < data.count else { return (0, nil) }
                 let n = min(target.bytes.count, data.count - skip)
                 data.withUnsafeBytes { target.bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[skip..<skip + n])) }
-                return n
+                return (n, data.count == plan.size * Self.tileBytes ? plan.next : nil)
             }
+            if let next { fetchInBackground(next) }
+            return count
+        }
+    }
+
+    /// Fetches a window a sequential reader will want next; its failures are
+    /// left for that reader's own read to meet.
+    private func fetchInBackground(_ window: TileCache.Window) {
+        guard cache.withLock({ $0.claim(window) }) else { return }
+        readAhead.async { [self] in
+            let tileBytes = UInt64(Self.tileBytes)
+            _ = try? drive.withBlockReads { readBlocks throws(IsofuseError) in
+                guard cache.withLock({ !$0.holds(window.first) }) else { return }
+                let data = try readBlocks(window.first * tileBytes, window.size * Self.tileBytes)
+                cache.withLock { $0.store(data, first: window.first, ahead: window) }
+            }
+            cache.withLock { $0.release(window) }
         }
     }
 }
@@ -173,24 +196,43 @@ private struct CallerBuffer: @unchecked Sendable {
 
 /// The tiles `DriveBlockReader` holds, and where sequential reads are expected next.
 private struct TileCache {
+    /// Tiles `first..<first + size`.
+    struct Window: Hashable, Sendable {
+        var first: UInt64
+        var size: Int
+        var end: UInt64 { first + UInt64(size) }
+        /// The window after this one, twice as large (up to the largest fetch).
+        var next: Window { Window(first: end, size: min(2 * size, DriveBlockReader.largestFetch)) }
+    }
+
     enum Lookup {
-        /// `count` bytes copied from cached tiles; `confirm`: ask the drive first whether its medium is the same.
-        case copied(Int, confirm: Bool)
+        /// `count` bytes copied from cached tiles; `confirm`: ask the drive
+        /// whether its medium is the same; `next`: a window to fetch ahead.
+        case copied(Int, confirm: Bool, next: Window?)
         case missing
     }
 
-    private var tiles: [UInt64: (bytes: [UInt8], lastUse: UInt64)] = [:]
+    /// Slices of the fetched buffers: a fetch is stored without copying.
+    private var tiles: [UInt64: (bytes: ArraySlice<UInt8>, lastUse: UInt64)] = [:]
     private var uses: UInt64 = 0
     /// Tile where a fetch ended → that fetch's size in tiles.
     private var streams: [UInt64: Int] = [:]
+    /// First tile of a window fetched ahead → that window: reading it starts the next fetch ahead.
+    private var aheadStarts: [UInt64: Window] = [:]
+    /// Windows being fetched ahead.
+    private var claimed: Set<Window> = []
     var confirmed: ContinuousClock.Instant
 
     init(confirmed: ContinuousClock.Instant) { self.confirmed = confirmed }
+
+    func holds(_ tile: UInt64) -> Bool { tiles[tile] != nil }
 
     /// Copies from the tile holding `byteOffset` and the cached tiles after it.
     mutating func copy(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64,
                        now: ContinuousClock.Instant) -> Lookup {
         let tileBytes = UInt64(DriveBlockReader.tileBytes)
+        let first = byteOffset / tileBytes
+        guard tiles[first] != nil else { return .missing }
         var done = 0
         while done < buffer.count {
             let offset = byteOffset + UInt64(done)
@@ -201,41 +243,64 @@ private struct TileCache {
             let skip = Int(offset - index * tileBytes)
             guard skip < tile.bytes.count else { break }   // the medium's end
             let n = min(buffer.count - done, tile.bytes.count - skip)
-            tile.bytes.withUnsafeBytes { source in
+            tile.bytes.withUnsafeBytes { source in   // indices from 0, whatever the slice's
                 UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + n])
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[skip..<skip + n]))
             }
             done += n
             if tile.bytes.count < DriveBlockReader.tileBytes { break }
         }
-        guard done > 0 || tiles[byteOffset / tileBytes] != nil else { return .missing }
-        return .copied(done, confirm: now - confirmed > DriveBlockReader.confirmationInterval)
+        return .copied(done, confirm: now - confirmed > DriveBlockReader.confirmationInterval,
+                       next: aheadStarts.removeValue(forKey: first)?.next)
     }
 
-    /// How many tiles to fetch from `first` when `wanted` are asked for.
-    mutating func fetchSize(first: UInt64, wanted: Int) -> Int {
+    /// The window to fetch from `first` when `wanted` tiles are asked for,
+    /// and the one to fetch ahead after it when the reader is sequential.
+    mutating func plan(first: UInt64, wanted: Int) -> (size: Int, next: Window?) {
         let previous = streams.removeValue(forKey: first)
         let size = min(DriveBlockReader.largestFetch,
                        max(wanted, previous.map { 2 * $0 } ?? DriveBlockReader.smallestFetch))
-        if streams.count >= 16 { streams.removeAll() }
-        streams[first + UInt64(size)] = size
-        return size
+        remember(Window(first: first, size: size))
+        return (size, previous == nil ? nil : Window(first: first, size: size).next)
+    }
+
+    /// Takes `window` for a fetch ahead; false when it is cached or taken already.
+    mutating func claim(_ window: Window) -> Bool {
+        guard tiles[window.first] == nil, !claimed.contains(window) else { return false }
+        claimed.insert(window)
+        return true
+    }
+
+    /// Ends a fetch ahead (done, failed, or found cached).
+    mutating func release(_ window: Window) {
+        claimed.remove(window)
     }
 
     /// Keeps fetched bytes as tiles (the last one short at the medium's end),
     /// dropping the least recently used when full.
-    mutating func store(_ data: [UInt8], first: UInt64) {
+    mutating func store(_ data: [UInt8], first: UInt64, ahead: Window? = nil) {
         let tileBytes = DriveBlockReader.tileBytes
         for (i, start) in stride(from: 0, to: data.count, by: tileBytes).enumerated() {
             uses += 1
-            tiles[first + UInt64(i)] = (Array(data[start..<min(data.count, start + tileBytes)]), uses)
+            tiles[first + UInt64(i)] = (data[start..<min(data.count, start + tileBytes)], uses)
+        }
+        if let ahead {
+            remember(ahead)
+            if data.count == ahead.size * tileBytes { aheadStarts[ahead.first] = ahead }
         }
         let excess = tiles.count - DriveBlockReader.tileCount
         if excess > 0 {
             for index in tiles.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(excess).map(\.key) {
                 tiles[index] = nil
+                aheadStarts[index] = nil
             }
         }
+    }
+
+    /// A reader that goes on where `window` ends is sequential.
+    private mutating func remember(_ window: Window) {
+        if streams.count >= 16 { streams.removeAll() }
+        streams[window.end] = window.size
     }
 }
 

@@ -228,12 +228,15 @@ public final class MountedFileSystem: FileSystemOperations {
         case .medium(let ranges):
             return try ranges.map { range throws(Errno) in
                 if let image { return .file(image, offset: range.byteOffset, length: range.length) }
-                do throws(IsofuseError) {
-                    return .bytes(try withScratchBuffer(byteCount: range.length) { buffer throws(IsofuseError) in
-                        Array(buffer[..<(try reader.readFully(into: buffer, at: range.byteOffset))])
+                do {
+                    // Read straight into the reply's array: a drive's reads are copies already.
+                    return .bytes(try [UInt8](unsafeUninitializedCapacity: range.length) { buffer, count in
+                        count = try reader.readFully(into: UnsafeMutableRawBufferPointer(buffer), at: range.byteOffset)
                     })
-                } catch {
+                } catch let error as IsofuseError {
                     throw Errno(rawValue: error.code.errno)
+                } catch {
+                    throw .ioError
                 }
             }
         }
