@@ -228,16 +228,18 @@ public final class MountedFileSystem: FileSystemOperations {
         case .medium(let ranges):
             return try ranges.map { range throws(Errno) in
                 if let image { return .file(image, offset: range.byteOffset, length: range.length) }
-                do {
-                    // Read straight into the reply's array: a drive's reads are copies already.
-                    return .bytes(try [UInt8](unsafeUninitializedCapacity: range.length) { buffer, count in
+                // Read straight into the reply's array: a drive's reads are copies already.
+                var failure: IsofuseError?
+                let bytes = [UInt8](unsafeUninitializedCapacity: range.length) { buffer, count in
+                    do throws(IsofuseError) {
                         count = try reader.readFully(into: UnsafeMutableRawBufferPointer(buffer), at: range.byteOffset)
-                    })
-                } catch let error as IsofuseError {
-                    throw Errno(rawValue: error.code.errno)
-                } catch {
-                    throw .ioError
+                    } catch {
+                        failure = error
+                        count = 0
+                    }
                 }
+                if let failure { throw Errno(rawValue: failure.code.errno) }
+                return .bytes(bytes)
             }
         }
     }
