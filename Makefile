@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test fuzz stress tsan clean
+.PHONY: deps build demo test test-hw fuzz stress tsan clean
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -48,6 +48,11 @@ tsan: deps
 	    swift test --sanitize=thread --scratch-path .build-tsan --filter 'MountedFileSystemTests|StressTests' || status=$$?; \
 	if ls $(TSAN_REPORTS)/report.* >/dev/null 2>&1; then cat $(TSAN_REPORTS)/report.*; exit 1; fi; \
 	echo "ThreadSanitizer: no reports"; exit $$status
+
+# A real MMC drive: QEMU's virtual SCSI and AHCI CD drives in a small Debian
+# guest (built from Debian's packages once, then cached). A few minutes.
+test-hw: build
+	tests/hw/run.sh $(ISOFUSE)
 
 clean:
 	rm -rf .build .build-tsan

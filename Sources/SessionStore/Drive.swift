@@ -4,6 +4,7 @@
 
 import CIsoburn
 import CLinux
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -14,11 +15,18 @@ final class DriveHandle {
     let infos: UnsafeMutablePointer<burn_drive_info>
     let libburnAddress: String
     let acquireFlags: Int32
+    /// Tells when a recorder's medium is taken out or replaced (nil: an image file, or an unwatchable node).
+    let watch: MediumWatch?
+    /// The sessions as isofuse last read them: the medium that must stay in the drive.
+    var knownSessions: [SessionInfo] = []
+    /// Why the medium cannot be read, while it is out of the drive or another is in.
+    var lostMedium: IsofuseError?
 
-    init(infos: UnsafeMutablePointer<burn_drive_info>, libburnAddress: String, acquireFlags: Int32) {
+    init(infos: UnsafeMutablePointer<burn_drive_info>, libburnAddress: String, acquireFlags: Int32, watch: MediumWatch?) {
         self.infos = infos
         self.libburnAddress = libburnAddress
         self.acquireFlags = acquireFlags
+        self.watch = watch
     }
 
     var drive: OpaquePointer { infos[0].drive }
@@ -32,6 +40,8 @@ public final class Drive: Sendable {
     /// For image files: the size of the medium they stand for (the spec's `--capacity`).
     public let capacity: UInt64?
     let id: Int
+    /// `DriveHandle.lostMedium`, readable without the library lock (which a burn holds for long).
+    private let lostMediumMirror = VisibleMutex<IsofuseError?>(nil)
 
     /// Acquire flags: bit2 truncates an image file's garbage tail (left by an
     /// interrupted write) when a write begins; bits 5 and 6 stop libisofs from
@@ -70,7 +80,8 @@ public final class Drive: Sendable {
             throw IsofuseError(busy ? .driveBusy : .driveNotFound, "cannot open \(address): \(worst)")
         }
         _ = Libburnia.drainMessages()
-        return DriveHandle(infos: infos, libburnAddress: address.libburnAddress, acquireFlags: acquireFlags)
+        return DriveHandle(infos: infos, libburnAddress: address.libburnAddress, acquireFlags: acquireFlags,
+                           watch: address.kind == .recorder ? MediumWatch(path: address.path) : nil)
     }
 
     deinit { release(eject: false) }
@@ -125,6 +136,7 @@ public final class Drive: Sendable {
     }
 
     func mediumInfo(_ handle: DriveHandle) throws(IsofuseError) -> MediumInfo {
+        try confirmMedium(handle)
         let d = handle.drive
         let discStatus = isoburn_disc_get_status(d)
         if discStatus == BURN_DISC_EMPTY {
@@ -165,6 +177,7 @@ public final class Drive: Sendable {
             }
         }
         _ = Libburnia.drainMessages()
+        handle.knownSessions = sessions
         let info = handle.infos[0]
         return MediumInfo(
             address: address, profile: profile, status: status, sessions: sessions,
@@ -215,11 +228,8 @@ public final class Drive: Sendable {
                 blocks = emulatedBlocks
             }
             guard start >= 0 else { continue }   // no session starts before the medium
-            var head = [CChar](repeating: 0, count: 65536)
-            var headBlocks: Int32 = 0
-            guard isoburn_read_iso_head(d, start, &headBlocks, &head, 2) > 0 else { continue }
+            guard let (headBytes, headBlocks) = sessionHead(handle, at: start) else { continue }
             if blocks <= 0 { blocks = headBlocks }
-            let headBytes = head.map { UInt8(bitPattern: $0) }
             let descriptor = VolumeDescriptor(head: headBytes)
             sessions.append(SessionInfo(
                 // A size of 2^31 blocks or more comes as a negative Int32.
@@ -230,6 +240,50 @@ public final class Drive: Sendable {
         }
         _ = Libburnia.drainMessages()
         return sessions
+    }
+
+    /// The first 64 KiB of the session at `start` and the session's size in
+    /// blocks, or nil when no ISO 9660 session starts there.
+    private func sessionHead(_ handle: DriveHandle, at start: Int32) -> (bytes: [UInt8], blocks: Int32)? {
+        var head = [CChar](repeating: 0, count: 65536)
+        var blocks: Int32 = 0
+        guard isoburn_read_iso_head(handle.drive, start, &blocks, &head, 2) > 0 else { return nil }
+        return (head.map { UInt8(bitPattern: $0) }, blocks)
+    }
+
+    // MARK: A medium taken out or replaced
+
+    /// Why the medium isofuse read cannot be read now (out of the drive, or
+    /// another one in it), as last found by a read; nil while it is there.
+    public var lostMedium: IsofuseError? { lostMediumMirror.withLock { $0 } }
+
+    /// Throws `.noMedium` unless the medium whose sessions isofuse read is in
+    /// the drive. Asks the drive only when the kernel saw the medium change;
+    /// then the medium is the same one if its first and newest sessions'
+    /// heads are (the same disc put back reads again).
+    func confirmMedium(_ handle: DriveHandle) throws(IsofuseError) {
+        guard let watch = handle.watch else { return }
+        guard watch.mediumChanged() else {
+            if let lost = handle.lostMedium { throw lost }
+            return
+        }
+        let same = [handle.knownSessions.first, handle.knownSessions.last].compactMap { $0 }.allSatisfy { session in
+            sessionHead(handle, at: Int32(session.startBlock)).map { head in
+                head.bytes.withUnsafeBytes { MD5.digest($0) } == session.headDigest
+            } ?? false
+        }
+        _ = Libburnia.drainMessages()
+        handle.lostMedium = same ? nil : IsofuseError(.noMedium, watch.holdsMedium
+            ? "\(address): another medium is in the drive; remount to read it"
+            : "\(address): the medium was taken out of the drive; put it back, or remount")
+        lostMediumMirror.withLock { $0 = handle.lostMedium }
+        if let lost = handle.lostMedium { throw lost }
+    }
+
+    /// Forgets the medium isofuse knew: it changed by isofuse's own hand (a burn, a blank, a format).
+    func expectNewMedium(_ handle: DriveHandle) {
+        _ = handle.watch?.mediumChanged()
+        handle.knownSessions = []
     }
 
     // MARK: Trees
@@ -326,21 +380,32 @@ public final class Drive: Sendable {
         }
     }
 
-    /// Reads the medium through libburn while the library lock is held already.
-    private struct HeldDriveReader: BlockReading {
-        let drive: Drive
-        let handle: DriveHandle
-
-        func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
-            let data = try drive.readBlocks(handle, at: byteOffset, byteCount: buffer.count)
-            buffer.copyBytes(from: data)
-            return data.count
+    /// Runs `body` holding the drive (other reads wait), with a function
+    /// that reads whole blocks of a recorder through libburn (fewer at the
+    /// medium's end), of the medium isofuse knows and no other: a medium
+    /// that changed before or during the read throws `.noMedium`.
+    func withBlockReads<R: Sendable>(
+        _ body: (_ read: (_ byteOffset: UInt64, _ byteCount: Int) throws(IsofuseError) -> [UInt8]) throws(IsofuseError) -> R
+    ) throws(IsofuseError) -> R {
+        try withHandle { handle throws(IsofuseError) in
+            try body { byteOffset, byteCount throws(IsofuseError) in
+                try confirmMedium(handle)
+                let data: [UInt8]
+                do throws(IsofuseError) {
+                    data = try readBlocks(handle, at: byteOffset, byteCount: byteCount)
+                } catch {
+                    try confirmMedium(handle)   // an open tray is no read error
+                    throw error
+                }
+                try confirmMedium(handle)
+                return data
+            }
         }
     }
 
-    /// Reads whole blocks of a recorder through libburn (fewer at the medium's end).
-    func readBlocks(at byteOffset: UInt64, byteCount: Int) throws(IsofuseError) -> [UInt8] {
-        try withHandle { handle throws(IsofuseError) in try readBlocks(handle, at: byteOffset, byteCount: byteCount) }
+    /// Throws `.noMedium` unless the medium isofuse knows is in the drive.
+    func confirmMedium() throws(IsofuseError) {
+        try withHandle { handle throws(IsofuseError) in try confirmMedium(handle) }
     }
 
     func readBlocks(_ handle: DriveHandle, at byteOffset: UInt64, byteCount: Int) throws(IsofuseError) -> [UInt8] {

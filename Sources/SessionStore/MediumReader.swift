@@ -4,9 +4,12 @@
 // no libburn involved, and safe while a session is being written (libburn's
 // own reader is not: it would let the writer's blocks land in older sessions).
 // Real drives can only be read through libburn, under the library lock, so
-// `DriveBlockReader` keeps a small cache of 64 KiB tiles in front of it.
+// `DriveBlockReader` keeps a cache of 64 KiB tiles in front of it, and reads
+// ahead.
 
 import CIsoburn
+import Dispatch
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -195,47 +198,196 @@ struct UnreadableBlocks: Sendable {
     }
 }
 
-/// Reads a real drive through libburn, with a cache of 64 KiB tiles (optical
-/// seeks cost tens of milliseconds, so neighbouring small reads must not each go to the drive).
+/// Reads a real drive through libburn, with a cache of 64 KiB tiles in
+/// front of it. An optical drive answers a seek in tens of milliseconds and
+/// then streams, so reads go to it in large requests: a miss fetches at least
+/// 256 KiB, and a miss where an earlier fetch ended (a file read from start
+/// to end) fetches twice as much as that one did, up to 4 MiB. Such a
+/// sequential reader is kept one fetch ahead of in the background: the next
+/// window is read while it consumes this one, and when it reaches that window
+/// the one after is fetched.
 final class DriveBlockReader: MediumReader {
+    /// libburn reads 32 blocks per MMC command: one tile per command.
     static let tileBytes = 64 * 1024
-    static let tileCount = 64
+    /// 32 MiB: several seconds of a drive's streaming rate, so that
+    /// interleaved reads of a few files do not evict each other's read-ahead.
+    static let tileCount = 512
+    static let smallestFetch = 4
+    static let largestFetch = 64
+    /// How long cached tiles are served without asking whether the medium
+    /// is still the same (an ioctl; drive reads always ask).
+    static let confirmationInterval = Duration.milliseconds(250)
 
     private let drive: Drive
-    private struct Cache {
-        var tiles: [UInt64: [UInt8]] = [:]
-        var order: [UInt64] = []   // least recently used first
-    }
-    private let cache = VisibleMutex(Cache())
+    private let cache: VisibleMutex<TileCache>
+    private let readAhead = DispatchQueue(label: "isofuse.drive-read-ahead")
 
-    init(drive: Drive) { self.drive = drive }
+    init(drive: Drive) {
+        self.drive = drive
+        cache = VisibleMutex(TileCache(confirmed: .now))
+    }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64) throws(IsofuseError) -> Int {
-        let tileStart = byteOffset - byteOffset % UInt64(Self.tileBytes)
-        let tile = try self.tile(at: tileStart)
-        let skip = Int(byteOffset - tileStart)
-        guard skip < tile.count else { return 0 }
-        let n = min(buffer.count, tile.count - skip)
-        tile.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[skip..<skip + n])) }
-        return n
+        let tileBytes = UInt64(Self.tileBytes)
+        let first = byteOffset / tileBytes
+        switch cache.withLock({ $0.copy(into: buffer, at: byteOffset, now: .now) }) {
+        case .copied(let count, let confirm, let next):
+            if let next { fetchInBackground(next) }
+            if confirm {
+                try drive.confirmMedium()
+                cache.withLock { $0.confirmed = .now }
+            }
+            return count
+        case .missing:
+            let wanted = Int((byteOffset + UInt64(max(buffer.count, 1)) - 1) / tileBytes - first) + 1
+            let target = CallerBuffer(bytes: buffer)
+            let (count, next) = try drive.withBlockReads { readBlocks throws(IsofuseError) -> (Int, TileCache.Window?) in
+                // Concurrent misses on neighbouring tiles wait here for the fetch that brings them.
+                if case .copied(let count, _, let next) = cache.withLock({ $0.copy(into: target.bytes, at: byteOffset, now: .now) }) {
+                    return (count, next)
+                }
+                let plan = cache.withLock { $0.plan(first: first, wanted: wanted) }
+                let data = try readBlocks(first * tileBytes, plan.size * Self.tileBytes)
+                cache.withLock { $0.store(data, first: first) }
+                let skip = Int(byteOffset - first * tileBytes)
+                guard skip < data.count else { return (0, nil) }
+                let n = min(target.bytes.count, data.count - skip)
+                data.withUnsafeBytes { target.bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[skip..<skip + n])) }
+                return (n, data.count == plan.size * Self.tileBytes ? plan.next : nil)
+            }
+            if let next { fetchInBackground(next) }
+            return count
+        }
     }
 
-    private func tile(at start: UInt64) throws(IsofuseError) -> [UInt8] {
-        if let hit = cache.withLock({ cache -> [UInt8]? in
-            guard let tile = cache.tiles[start] else { return nil }
-            cache.order.removeAll { $0 == start }
-            cache.order.append(start)
-            return tile
-        }) {
-            return hit
+    /// Fetches a window a sequential reader will want next; its failures are
+    /// left for that reader's own read to meet.
+    private func fetchInBackground(_ window: TileCache.Window) {
+        guard cache.withLock({ $0.claim(window) }) else { return }
+        readAhead.async { [self] in
+            let tileBytes = UInt64(Self.tileBytes)
+            _ = try? drive.withBlockReads { readBlocks throws(IsofuseError) in
+                guard cache.withLock({ !$0.holds(window.first) }) else { return }
+                let data = try readBlocks(window.first * tileBytes, window.size * Self.tileBytes)
+                cache.withLock { $0.store(data, first: window.first, ahead: window) }
+            }
+            cache.withLock { $0.release(window) }
         }
-        let tile = try drive.readBlocks(at: start, byteCount: Self.tileBytes)
-        cache.withLock { cache in
-            cache.tiles[start] = tile
-            cache.order.append(start)
-            if cache.order.count > Self.tileCount { cache.tiles[cache.order.removeFirst()] = nil }
+    }
+}
+
+/// The caller's buffer, filled under the library lock while the caller waits.
+private struct CallerBuffer: @unchecked Sendable {
+    let bytes: UnsafeMutableRawBufferPointer
+}
+
+/// The tiles `DriveBlockReader` holds, and where sequential reads are expected next.
+private struct TileCache {
+    /// Tiles `first..<first + size`.
+    struct Window: Hashable, Sendable {
+        var first: UInt64
+        var size: Int
+        var end: UInt64 { first + UInt64(size) }
+        /// The window after this one, twice as large (up to the largest fetch).
+        var next: Window { Window(first: end, size: min(2 * size, DriveBlockReader.largestFetch)) }
+    }
+
+    enum Lookup {
+        /// `count` bytes copied from cached tiles; `confirm`: ask the drive
+        /// whether its medium is the same; `next`: a window to fetch ahead.
+        case copied(Int, confirm: Bool, next: Window?)
+        case missing
+    }
+
+    /// Slices of the fetched buffers: a fetch is stored without copying.
+    private var tiles: [UInt64: (bytes: ArraySlice<UInt8>, lastUse: UInt64)] = [:]
+    private var uses: UInt64 = 0
+    /// Tile where a fetch ended → that fetch's size in tiles.
+    private var streams: [UInt64: Int] = [:]
+    /// First tile of a window fetched ahead → that window: reading it starts the next fetch ahead.
+    private var aheadStarts: [UInt64: Window] = [:]
+    /// Windows being fetched ahead.
+    private var claimed: Set<Window> = []
+    var confirmed: ContinuousClock.Instant
+
+    init(confirmed: ContinuousClock.Instant) { self.confirmed = confirmed }
+
+    func holds(_ tile: UInt64) -> Bool { tiles[tile] != nil }
+
+    /// Copies from the tile holding `byteOffset` and the cached tiles after it.
+    mutating func copy(into buffer: UnsafeMutableRawBufferPointer, at byteOffset: UInt64,
+                       now: ContinuousClock.Instant) -> Lookup {
+        let tileBytes = UInt64(DriveBlockReader.tileBytes)
+        let first = byteOffset / tileBytes
+        guard tiles[first] != nil else { return .missing }
+        var done = 0
+        while done < buffer.count {
+            let offset = byteOffset + UInt64(done)
+            let index = offset / tileBytes
+            guard let tile = tiles[index] else { break }
+            uses += 1
+            tiles[index]!.lastUse = uses
+            let skip = Int(offset - index * tileBytes)
+            guard skip < tile.bytes.count else { break }   // the medium's end
+            let n = min(buffer.count - done, tile.bytes.count - skip)
+            tile.bytes.withUnsafeBytes { source in   // indices from 0, whatever the slice's
+                UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + n])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[skip..<skip + n]))
+            }
+            done += n
+            if tile.bytes.count < DriveBlockReader.tileBytes { break }
         }
-        return tile
+        return .copied(done, confirm: now - confirmed > DriveBlockReader.confirmationInterval,
+                       next: aheadStarts.removeValue(forKey: first)?.next)
+    }
+
+    /// The window to fetch from `first` when `wanted` tiles are asked for,
+    /// and the one to fetch ahead after it when the reader is sequential.
+    mutating func plan(first: UInt64, wanted: Int) -> (size: Int, next: Window?) {
+        let previous = streams.removeValue(forKey: first)
+        let size = min(DriveBlockReader.largestFetch,
+                       max(wanted, previous.map { 2 * $0 } ?? DriveBlockReader.smallestFetch))
+        remember(Window(first: first, size: size))
+        return (size, previous == nil ? nil : Window(first: first, size: size).next)
+    }
+
+    /// Takes `window` for a fetch ahead; false when it is cached or taken already.
+    mutating func claim(_ window: Window) -> Bool {
+        guard tiles[window.first] == nil, !claimed.contains(window) else { return false }
+        claimed.insert(window)
+        return true
+    }
+
+    /// Ends a fetch ahead (done, failed, or found cached).
+    mutating func release(_ window: Window) {
+        claimed.remove(window)
+    }
+
+    /// Keeps fetched bytes as tiles (the last one short at the medium's end),
+    /// dropping the least recently used when full.
+    mutating func store(_ data: [UInt8], first: UInt64, ahead: Window? = nil) {
+        let tileBytes = DriveBlockReader.tileBytes
+        for (i, start) in stride(from: 0, to: data.count, by: tileBytes).enumerated() {
+            uses += 1
+            tiles[first + UInt64(i)] = (data[start..<min(data.count, start + tileBytes)], uses)
+        }
+        if let ahead {
+            remember(ahead)
+            if data.count == ahead.size * tileBytes { aheadStarts[ahead.first] = ahead }
+        }
+        let excess = tiles.count - DriveBlockReader.tileCount
+        if excess > 0 {
+            for index in tiles.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(excess).map(\.key) {
+                tiles[index] = nil
+                aheadStarts[index] = nil
+            }
+        }
+    }
+
+    /// A reader that goes on where `window` ends is sequential.
+    private mutating func remember(_ window: Window) {
+        if streams.count >= 16 { streams.removeAll() }
+        streams[window.end] = window.size
     }
 }
 

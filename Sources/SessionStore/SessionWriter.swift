@@ -126,6 +126,7 @@ extension Drive {
         guard ret == 1 else {
             throw IsofuseError(.library, Libburnia.reason("\(address): cannot re-read the medium after writing"))
         }
+        expectNewMedium(handle)
         return try mediumInfo(handle)
     }
 
@@ -300,8 +301,8 @@ private struct PreparedSession: ~Copyable {
 }
 
 /// Reads a recorder through a handle already held under the library lock
-/// (the tag check after a write runs inside the writer's lock).
-private struct HeldDriveReader: BlockReading {
+/// (the tag check after a write, and the directory walk of a tree load, run inside it).
+struct HeldDriveReader: BlockReading {
     let drive: Drive
     let handle: DriveHandle
 

@@ -151,7 +151,7 @@ extension MountedFileSystem {
                 staged: .init(added: counts.added, changed: counts.changed, removed: counts.removed,
                               bytes: core.stagedBytes, predictedSessionBytes: space.predicted,
                               freeBytesAfterCommit: space.available),
-                commit: core.commit, notes: core.notes)
+                commit: core.commit, notes: core.notes + [drive.lostMedium?.message].compactMap { $0 })
         }
     }
 }

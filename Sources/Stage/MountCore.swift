@@ -423,7 +423,10 @@ struct Core {
             let start = Int(min(offset, UInt64(bytes.count)))
             return .bytes(Array(bytes[start..<min(bytes.count, start + size)]))
         case .sessionFile(let session, let node)?:
-            guard let tree = sessionTrees[session] else { throw .badFileDescriptor }
+            // The newest session's view is the base tree (see `sessionTree`), not a cached copy.
+            guard let tree = sessionTrees[session] ?? (session == medium.sessions.count ? overlay.base : nil) else {
+                throw .badFileDescriptor
+            }
             return try mediumPlan(tree, node, offset: offset, size: size)
         case .file(let identity, _, _, let held)?:
             if let orphan = orphanDescriptor(identity: identity, held: held) {

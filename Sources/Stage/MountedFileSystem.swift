@@ -39,6 +39,8 @@ public final class MountedFileSystem: FileSystemOperations {
                 try StagingLocation.defaultDirectory(for: medium.identity, environment: environment)
             }
             try core.openStaging(directory, drive: drive)
+        } else if medium.status == .rom || medium.status == .closed {
+            core.notes.append("the medium (\(medium.profile.name), \(medium.status.rawValue)) cannot be written: the mount is read-only")
         }
         self.core = VisibleMutex(core)
     }
@@ -241,13 +243,18 @@ public final class MountedFileSystem: FileSystemOperations {
                     }
                     return .file(image.descriptor, offset: range.byteOffset, length: range.length)
                 }
-                do throws(IsofuseError) {
-                    return .bytes(try withScratchBuffer(byteCount: range.length) { buffer throws(IsofuseError) in
-                        Array(buffer[..<(try reader.readFully(into: buffer, at: range.byteOffset))])
-                    })
-                } catch {
-                    throw Errno(rawValue: error.code.errno)
+                // Read straight into the reply's array: a drive's reads are copies already.
+                var failure: IsofuseError?
+                let bytes = [UInt8](unsafeUninitializedCapacity: range.length) { buffer, count in
+                    do throws(IsofuseError) {
+                        count = try reader.readFully(into: UnsafeMutableRawBufferPointer(buffer), at: range.byteOffset)
+                    } catch {
+                        failure = error
+                        count = 0
+                    }
                 }
+                if let failure { throw Errno(rawValue: failure.code.errno) }
+                return .bytes(bytes)
             }
         }
     }

@@ -26,26 +26,47 @@ struct Unmount: ParsableCommand {
     }
 }
 
-/// `fusermount3 -u`, its complaint as one line.
+/// `fusermount3 -u`, its complaint as one line. Spawned and reaped here:
+/// Foundation's `Process` can wait forever for a child that has exited (its
+/// run loop misses the exit when it cannot make its wakeup socket pair).
 enum FuseUnmount {
     static func run(_ mountpoint: String) throws(IsofuseError) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["fusermount3", "-u", "--", mountpoint]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw IsofuseError(.hostIO, "cannot run fusermount3: \(error.localizedDescription)")
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else {
+            throw IsofuseError(.hostIO, "cannot run fusermount3: \(String(cString: strerror(errno)))")
         }
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus != 0 else { return }
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], 2)
+        let words = ["fusermount3", "-u", "--", mountpoint]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, "fusermount3", &actions, nil, argv, environ)
+        close(ends[1])
+        defer { close(ends[0]) }
+        guard spawned == 0 else {
+            throw IsofuseError(.hostIO, "cannot run fusermount3: \(String(cString: strerror(spawned)))")
+        }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(ends[0], &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            output += chunk[..<count]
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status != 0 else { return }
         let text = String(decoding: output, as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: "; ")
         guard text.isEmpty else { throw IsofuseError(.hostIO, text) }
-        throw IsofuseError(.hostIO, "fusermount3 -u \(mountpoint) failed with status \(process.terminationStatus)")
+        throw IsofuseError(.hostIO, "fusermount3 -u \(mountpoint) failed with status \((status >> 8) & 0xff)")
     }
 }
 

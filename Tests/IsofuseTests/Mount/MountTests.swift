@@ -96,6 +96,9 @@ struct MountTests {
 
         let leaf = Data("deep down\nappended in round two\n".utf8)
         #expect(FileManager.default.contents(atPath: mount.path("papers/nested/deeper/leaf.txt")) == leaf)
+        // The newest session's view reads too (it gave EBADF).
+        #expect(FileManager.default.contents(atPath: mount.path(".isofuse/sessions/2/papers/nested/deeper/leaf.txt")) == leaf)
+        #expect(FileManager.default.contents(atPath: mount.path(".isofuse/sessions/latest/papers/nested/deeper/leaf.txt")) == leaf)
         try Xorriso.extract(image: image, path: "/papers/nested/deeper/leaf.txt", to: dir.url("leaf.txt"))
         #expect(FileManager.default.contents(atPath: dir.url("leaf.txt")) == leaf)
         #expect(try Xorriso.xattr(image: image, path: "/日本語.txt", name: "user.round") == "two")
