@@ -55,6 +55,13 @@ public final class Drive: Sendable {
         self.capacity = capacity
         let recorder = address.kind == .recorder
         let flags = Self.acquireFlags | (recorder ? 1 : 0)   // bit0: close the tray
+        if !recorder, access(address.path.string, R_OK) == 0 {
+            do throws(IsofuseError) {
+                try SessionChain(reader: ImageFileReader(path: address.path)).check()
+            } catch {
+                throw IsofuseError(error.code, "\(address): \(error.message)")
+            }
+        }
         id = try Libburnia.withLibrary { state throws(IsofuseError) -> Int in
             if recorder {
                 // Exclusive open, so that no other burner or automounter writes meanwhile.

@@ -98,6 +98,21 @@ import Testing
         expectMountRefused(image, in: dir, mentioning: "loop")
     }
 
+    /// A session head claiming 0 blocks: libisoburn's walk from head to head
+    /// would stay on it forever (xorriso hangs on this image); refused at once.
+    @Test(.timeLimit(.minutes(2))) func aSessionClaimingNoBlocksIsRefusedAtOnce() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let base = try Self.makeBaseImage(in: dir)
+        let start = try #require(try Xorriso.toc(image: base).first).start
+        #expect(start == 32)   // an image file's first session follows the 64 KiB head
+        let image = try Self.patched(base, "empty-session.iso", in: dir) { $0.setVolumeBlocks(ofSessionAt: Int(start), to: 0) }
+        let error = #expect(throws: IsofuseError.self) { try Drive(DriveAddress(parsing: image)) }
+        #expect(error?.code == .corruptMedium)
+        expectOneLineFailure(try IsofuseMount.run(["toc", image], timeout: 30), status: 1, mentioning: "block 32")
+        expectMountRefused(image, in: dir, mentioning: "block 32")
+    }
+
     /// Two directory records sharing one directory: libisofs would read it
     /// once per record (a tree that doubles at every level); refused too.
     @Test func aDirectoryReachedTwiceIsRefused() throws {
@@ -242,9 +257,9 @@ import Testing
 
     // MARK: The fuzzer's finds
 
-    /// Every input in fuzz/corpus (inputs that once crashed, hung or leaked)
-    /// goes through the fuzzer's loading path.
-    @Test func theFuzzRegressionCorpusLoadsCleanly() throws {
+    /// Every input in fuzz/corpus (inputs that once crashed, hung or leaked;
+    /// `make fuzz` has its own run with sanitizers) goes through the fuzzer's loading path.
+    @Test(.timeLimit(.minutes(2))) func theFuzzRegressionCorpusLoadsCleanly() throws {
         let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../../fuzz/corpus").standardized.path
         let inputs = try FileManager.default.contentsOfDirectory(atPath: corpus).sorted()

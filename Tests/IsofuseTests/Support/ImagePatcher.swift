@@ -65,6 +65,11 @@ struct ImagePatcher {
 
     mutating func setDataLength(ofRecordAt record: Int, to length: UInt32) { setBothEndian32(length, at: record + 10) }
 
+    /// Sets the volume size (in blocks) recorded by the session starting at `block`.
+    mutating func setVolumeBlocks(ofSessionAt block: Int, to blocks: UInt32) {
+        setBothEndian32(blocks, at: (block + 16) * 2048 + 80)
+    }
+
     /// The root directory's block, from the volume descriptor at block 16 (for
     /// an image file the newest session's).
     var rootDirectoryBlock: UInt32 { extent(ofRecordAt: 16 * 2048 + 156) }
