@@ -200,7 +200,7 @@ public final class MountedFileSystem: FileSystemOperations {
             let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
                                          append: flags & O_APPEND != 0, data: nil))
             _ = try core.handleDescriptor(handle)   // a staged file stays readable through the handle if unlinked
-            return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
+            return OpenedFile(handle: handle, keepCache: immutable, directIO: false, flushesOnClose: writing)
         }
     }
 
@@ -270,7 +270,9 @@ public final class MountedFileSystem: FileSystemOperations {
             entries = try core.withLock { core throws(Errno) in try core.listing(inode) }
         }
         let handle = core.withLock { $0.open(.directory(entries)) }
-        return OpenedFile(handle: handle, keepCache: false, directIO: false)
+        // A committed directory's listing cannot change behind the kernel's back
+        // (a change made through the kernel makes it drop the cached listing).
+        return OpenedFile(handle: handle, keepCache: entries.first?.attributes.isImmutable ?? false, directIO: false)
     }
 
     public func readDirectory(_ handle: UInt64, from offset: UInt64) throws(Errno) -> [DirectoryEntry] {
