@@ -1,15 +1,19 @@
 # The two commands a new user runs on a fresh Debian machine:
 #   make demo   installs what is missing, builds, and shows isofuse on a made-up disc image
 #   make test   installs what is missing, builds, and runs every test
+# And, outside the tests: make bench (QUICK=1 for a few minutes' version), see bench/RESULTS.md.
 
 DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xorriso pkg-config genisoimage attr
+# What `make bench` compares isofuse with, and measures with.
+BENCH_PACKAGES := fuseiso fuseiso9660 squashfuse squashfs-tools fio python3 linux-perf strace valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
-.PHONY: deps build demo test test-hw fuzz stress tsan clean
+.PHONY: deps bench-deps build demo test test-hw bench fuzz stress tsan clean
 
-deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+deps bench-deps: PACKAGES = $(if $(filter bench-deps,$@),$(BENCH_PACKAGES),$(DEBIAN_PACKAGES))
+deps bench-deps:
+	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:" $$missing; \
@@ -53,6 +57,11 @@ tsan: deps
 # guest (built from Debian's packages once, then cached). A few minutes.
 test-hw: build
 	tests/hw/run.sh $(ISOFUSE)
+
+# Not part of `test`: tens of minutes on 2 cores (QUICK=1: a few), needs root.
+# Writes bench/RESULTS.md (QUICK=1: /tmp/isofuse-bench/RESULTS-quick.md).
+bench: build bench-deps
+	$(SUDO) bench/run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf .build .build-tsan

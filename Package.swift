@@ -42,7 +42,7 @@ let package = Package(
                                          .product(name: "SystemPackage", package: "swift-system")],
                           swiftSettings: strict),
 
-        // Measurements for bench/sessionstore.sh (not a test).
+        // SessionStore alone, measured by bench/run (not a test).
         .executableTarget(name: "sessionstore-bench",
                           dependencies: ["SessionStore", .product(name: "SystemPackage", package: "swift-system")],
                           swiftSettings: strict),

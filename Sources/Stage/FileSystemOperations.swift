@@ -99,11 +99,15 @@ public struct OpenedFile: Hashable, Sendable {
     public var keepCache: Bool
     /// Bypass the page cache: for files whose size is not known in advance (the control files).
     public var directIO: Bool
+    /// close(2) has something to report (a write's error), so the kernel must ask (flush);
+    /// a read-only open spares every close that round trip.
+    public var flushesOnClose: Bool
 
-    public init(handle: UInt64, keepCache: Bool, directIO: Bool) {
+    public init(handle: UInt64, keepCache: Bool, directIO: Bool, flushesOnClose: Bool = true) {
         self.handle = handle
         self.keepCache = keepCache
         self.directIO = directIO
+        self.flushesOnClose = flushesOnClose
     }
 }
 

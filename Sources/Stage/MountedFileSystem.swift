@@ -201,7 +201,7 @@ public final class MountedFileSystem: FileSystemOperations {
             let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
                                          append: flags & O_APPEND != 0, data: nil))
             _ = try core.handleDescriptor(handle)   // a staged file stays readable through the handle if unlinked
-            return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
+            return OpenedFile(handle: handle, keepCache: immutable, directIO: false, flushesOnClose: writing)
         }
         if opened.keepCache {
             do throws(Errno) {
@@ -289,12 +289,18 @@ public final class MountedFileSystem: FileSystemOperations {
 
     public func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile {
         let handle: UInt64
+        var immutable = false
         if let control = try controlListing(inode) {
             handle = core.withLock { $0.open(.directory(control, refresh: nil)) }
         } else {
-            handle = try core.withLock { core throws(Errno) in core.open(.directory(try core.listing(inode), refresh: inode)) }
+            (handle, immutable) = try core.withLock { core throws(Errno) in
+                let entries = try core.listing(inode)
+                return (core.open(.directory(entries, refresh: inode)), entries.first?.attributes.isImmutable ?? false)
+            }
         }
-        return OpenedFile(handle: handle, keepCache: false, directIO: false)
+        // A committed directory's listing cannot change behind the kernel's back
+        // (a change made through the kernel makes it drop the cached listing).
+        return OpenedFile(handle: handle, keepCache: immutable, directIO: false)
     }
 
     /// Each name is looked up again: readdirplus puts its node in the kernel's

@@ -95,11 +95,14 @@ struct Commit: ParsableCommand {
                 return after
             }
             if noWait { return nil }
+            // Asked often at first, so that a short commit is not reported up to 0.2 s late.
+            var interval = 0.01
             while true {
                 status = try control.status()
                 if status.commit.sequence > before && status.commit.state != .running { return status }
                 showProgress(status)
-                Thread.sleep(forTimeInterval: 0.2)
+                Thread.sleep(forTimeInterval: interval)
+                interval = min(0.2, interval * 2)
             }
         }
         Terminal.endProgress()

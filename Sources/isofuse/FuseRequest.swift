@@ -191,6 +191,7 @@ enum FuseAttributes {
         info.pointee.fh = opened.handle
         info.pointee.keep_cache = opened.keepCache ? 1 : 0
         info.pointee.direct_io = opened.directIO ? 1 : 0
+        info.pointee.noflush = opened.flushesOnClose ? 0 : 1
         if isDirectory {
             info.pointee.cache_readdir = opened.keepCache ? 1 : 0
         }

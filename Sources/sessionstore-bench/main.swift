@@ -1,6 +1,5 @@
-// Measures SessionStore on an image, for bench/sessionstore.sh:
+// Measures SessionStore alone (no FUSE, no staging) on an image, for bench/run:
 //   sessionstore-bench tree IMAGE             load the newest tree: time, nodes, bytes per node
-//   sessionstore-bench read IMAGE PATH        read a file through its extents in 1 MiB requests
 //   sessionstore-bench append IMAGE HOSTDIR   append a session adding every file of HOSTDIR under /bench
 // Prints one line of `key=value` pairs.
 
@@ -22,7 +21,7 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    FileHandle.standardError.write(Data("usage: sessionstore-bench tree|read|append IMAGE [PATH|HOSTDIR]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sessionstore-bench tree|append IMAGE [HOSTDIR]\n".utf8))
     exit(2)
 }
 let drive = try Drive(DriveAddress(parsing: arguments[2]))
@@ -35,16 +34,6 @@ case "tree":
     let loaded = tree!
     let rss = rssBytes() - before
     print("nodes=\(loaded.nodeCount) load_s=\(time) footprint_bytes_per_node=\(loaded.memoryFootprint / loaded.nodeCount) rss_bytes_per_node=\(rss / loaded.nodeCount)")
-case "read":
-    let tree = try drive.loadTree()
-    let reader = try drive.makeReader()
-    guard let file = tree.lookup(path: arguments[3]) else { exit(1) }
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-    var offset: UInt64 = 0
-    let time = try seconds {
-        while case let n = try reader.read(file, of: tree, at: offset, into: buffer), n > 0 { offset += UInt64(n) }
-    }
-    print("bytes=\(offset) read_s=\(time) mb_per_s=\(Double(offset) / time / 1e6)")
 case "append":
     let host = arguments[3]
     let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970))
@@ -54,10 +43,15 @@ case "append":
     let walker = FileManager.default.enumerator(atPath: host)!
     while let relative = walker.nextObject() as? String {
         let attributes = walker.fileAttributes!
-        let isDirectory = attributes[.type] as? FileAttributeType == .typeDirectory
-        bytes += isDirectory ? 0 : (attributes[.size] as? UInt64 ?? 0)
-        operations.append(.add(path: "/bench/" + relative,
-                               content: isDirectory ? .directory : .file(FilePath(host + "/" + relative)),
+        let content: ChangeSet.Content
+        switch attributes[.type] as? FileAttributeType {
+        case .typeDirectory: content = .directory
+        case .typeSymbolicLink: content = .symlink(target: try FileManager.default.destinationOfSymbolicLink(atPath: host + "/" + relative))
+        default:
+            content = .file(FilePath(host + "/" + relative))
+            bytes += attributes[.size] as? UInt64 ?? 0
+        }
+        operations.append(.add(path: "/bench/" + relative, content: content,
                                metadata: Metadata(permissions: 0o644, uid: 0, gid: 0, accessTime: now,
                                                   modificationTime: now, changeTime: now)))
     }
