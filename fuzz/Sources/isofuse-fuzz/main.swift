@@ -16,6 +16,7 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     precondition(size == 0 || write(fd, data, size) == size, "cannot write \(imagePath)")
     close(fd)
     let workout = ImageWorkout(image: imagePath)
+    unlink(imagePath)   // libFuzzer ends the process by exit(): nothing after the driver runs
     if !workout.violations.isEmpty {
         fatalError("tree promise broken: \(workout.violations.prefix(3))")
     }
@@ -24,6 +25,4 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-let status = LLVMFuzzerRunDriver(&argc, &argv) { fuzzOneInput($0, $1) }
-unlink(imagePath)
-exit(status)
+exit(LLVMFuzzerRunDriver(&argc, &argv) { fuzzOneInput($0, $1) })
