@@ -17,7 +17,9 @@ enum FuseDirectoryReply {
     static func send(_ request: FuseRequest, handle: UInt64, offset: UInt64, size: Int, plus: Bool) throws(Errno) {
         // The smallest entry (a one-byte name) takes 32 bytes, 160 in plus mode.
         let limit = max(size / (plus ? 160 : 32), 1)
-        let entries = try request.core.readDirectory(handle, from: offset, limit: limit, retaining: plus)
+        // Taken before replying: the reply frees the request.
+        let core = request.core
+        let entries = try core.readDirectory(handle, from: offset, limit: limit, retaining: plus)
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
         defer { buffer.deallocate() }
         var used = 0
@@ -43,7 +45,7 @@ enum FuseDirectoryReply {
         }
         let delivered = fuse_reply_buf(request.raw, buffer, used) == 0 ? sent : 0
         for entry in entries[delivered...] where plus && entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
-            request.core.forget(entry.attributes.inode, lookups: 1)
+            core.forget(entry.attributes.inode, lookups: 1)
         }
     }
 }
