@@ -22,7 +22,11 @@ struct MountService {
         // fuse_opt splits on commas; a backslash escapes one (and itself).
         let drive = options.drive.description.replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: ",", with: "\\,")
-        return ["-o", "fsname=isofuse:\(drive),subtype=isofuse,default_permissions"]
+        // A mount that takes no changes is `ro` for the kernel too: it refuses
+        // writes itself, and does not ask for a directory's attributes again
+        // after every listing (on a read-write mount a listing may change atime).
+        let readOnly = options.readOnly || options.session != nil ? ",ro" : ""
+        return ["-o", "fsname=isofuse:\(drive),subtype=isofuse,default_permissions" + readOnly]
             + fuseOptions.flatMap { ["-o", $0] }
     }
 

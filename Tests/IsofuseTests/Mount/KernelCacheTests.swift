@@ -40,4 +40,18 @@ struct KernelCacheTests {
         defer { remounted.cleanUp() }
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: remounted.path("moved"))) == ["leaf.txt"])
     }
+
+    @Test(arguments: [["--read-only"], ["--session", "1"]])
+    func aMountThatTakesNoChangesIsReadOnlyForTheKernel(options: [String]) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let fixture = try Fixtures.makeThreeSessionImage(in: dir)
+        let mount = try IsofuseMount(fixture.image, in: dir, options: options)
+        defer { mount.cleanUp() }
+        // /proc/self/mountinfo: field 5 is the mount point, field 6 its options.
+        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let fields = mountinfo.split(separator: "\n").map { $0.split(separator: " ") }
+            .first { $0.count > 5 && $0[4] == mount.mountpoint }
+        #expect(fields.map { $0[5].split(separator: ",").contains("ro") } == true, "\(options)")
+    }
 }
