@@ -3,7 +3,7 @@
 #   make test   installs what is missing, builds, and runs every test
 # And, outside the tests: make bench (QUICK=1 for a few minutes' version), see bench/RESULTS.md.
 
-DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xorriso pkg-config genisoimage attr
+DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xorriso pkg-config genisoimage attr acl
 # What `make bench` compares isofuse with, and measures with.
 BENCH_PACKAGES := fuseiso fuseiso9660 squashfuse squashfs-tools fio python3 linux-perf strace valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

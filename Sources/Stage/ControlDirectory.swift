@@ -224,11 +224,19 @@ extension MountedFileSystem {
     func controlExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8]? {
         if inode == ControlNode.status.rawValue && name == statusAttributeName { return statusReport().json() }
         if let (session, node) = SessionViewInode.decode(inode) {
-            guard let value = try sessionTree(session).attributes(of: node).xattrs[name] else { throw .noData }
+            guard let value = try sessionTree(session).attributes(of: node).extendedAttributes[name] else { throw .noData }
             return value
         }
         if ControlNode(rawValue: inode) != nil { throw .noData }
         return nil
+    }
+
+    /// The xattr names of a control node (none) or of a node of a session view; nil for other nodes.
+    func controlExtendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String]? {
+        if let (session, node) = SessionViewInode.decode(inode) {
+            return try sessionTree(session).attributes(of: node).extendedAttributes.keys.sorted()
+        }
+        return ControlNode(rawValue: inode) != nil ? [] : nil
     }
 
     // MARK: Session views

@@ -104,7 +104,7 @@ public final class MountedFileSystem: FileSystemOperations {
                 try core.resize(ref, to: size, at: now)
             }
             core.overlay.update(ref) { node in
-                if let mode = changes.mode { node.metadata.permissions = mode & 0o7777 }
+                if let mode = changes.mode { node.metadata.setPermissions(mode) }
                 if let uid = changes.uid { node.metadata.uid = uid }
                 if let gid = changes.gid { node.metadata.gid = gid }
                 if let time = changes.accessTime { node.metadata.accessTime = time.resolved(now) }
@@ -345,7 +345,14 @@ public final class MountedFileSystem: FileSystemOperations {
 
     // MARK: Extended attributes
 
+    /// SELinux labels belong to the host's policy, not to an archive: like
+    /// the kernel's isofs, isofuse neither keeps nor serves them. Answering
+    /// "not supported" also lets `ls -l` stop asking (it remembers that per
+    /// filesystem), which halves its requests.
+    static let hostLabelName = "security.selinux"
+
     public func setExtendedAttribute(_ inode: InodeNumber, _ name: String, _ value: [UInt8], flags: Int32) throws(Errno) {
+        guard name != Self.hostLabelName else { throw .notSupported }
         try checkNotControl(inode)
         guard !name.hasPrefix("isofs.") else { throw .notPermitted }   // libisofs' own
         try checkWritable()
@@ -360,6 +367,7 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func extendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8] {
+        guard name != Self.hostLabelName else { throw .notSupported }
         if let control = try controlExtendedAttribute(inode, name) { return control }
         return try core.withLock { core throws(Errno) in
             guard let value = core.overlay.view(try core.ref(inode)).metadata.extendedAttributes[name] else { throw .noData }
@@ -368,11 +376,14 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func extendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String] {
-        if isControl(inode) { return [] }
-        return try core.withLock { core throws(Errno) in core.overlay.view(try core.ref(inode)).metadata.extendedAttributes.keys.sorted() }
+        if let names = try controlExtendedAttributeNames(inode) { return names.filter { $0 != Self.hostLabelName } }
+        return try core.withLock { core throws(Errno) in
+            core.overlay.view(try core.ref(inode)).metadata.extendedAttributes.keys.filter { $0 != Self.hostLabelName }.sorted()
+        }
     }
 
     public func removeExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) {
+        guard name != Self.hostLabelName else { throw .notSupported }
         try checkNotControl(inode)
         try checkWritable()
         let now = Timestamp.now()
@@ -403,11 +414,12 @@ public final class MountedFileSystem: FileSystemOperations {
             let parentView = core.overlay.view(directory)
             // A setgid directory gives its group to new nodes, and its setgid bit to new directories.
             let inheritsGroup = parentView.metadata.permissions & UInt32(S_ISGID) != 0
-            var permissions = kind == .symlink ? 0o777 : mode & 0o7777 & ~caller.umask
+            var (permissions, acl) = parentView.metadata.inheritedACL(
+                for: kind, permissions: kind == .symlink ? 0o777 : mode & 0o7777, umask: kind == .symlink ? 0 : caller.umask)
             if inheritsGroup && kind == .directory { permissions |= UInt32(S_ISGID) }
             var node = UpperNode(kind: kind, metadata: Metadata(
                 permissions: permissions, uid: caller.uid, gid: inheritsGroup ? parentView.metadata.gid : caller.gid,
-                accessTime: now, modificationTime: now, changeTime: now), target: target)
+                accessTime: now, modificationTime: now, changeTime: now, acl: acl), target: target)
             if kind == .regularFile {
                 let data = core.overlay.allocateDataID()
                 try core.createDataFile(data)

@@ -228,8 +228,13 @@ enum FuseConnection {
         // Splice file data straight from the image or a staged file; let open
         // truncate (O_TRUNC) without a separate setattr; always send attributes
         // with directory entries, so `ls -l` needs no lookup per entry.
+        // POSIX ACLs: the kernel checks them and caches them per inode, so
+        // `ls -l` does not ask for system.posix_acl_access again and again; it
+        // leaves the umask to isofuse (DONT_MASK), which does not apply it
+        // under a default ACL, as ext4 does.
         let wanted = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
             | UInt32(FUSE_CAP_ATOMIC_O_TRUNC) | UInt32(FUSE_CAP_READDIRPLUS)
+            | UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_DONT_MASK)
         connection.pointee.want |= wanted & connection.pointee.capable
         connection.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
         connection.pointee.max_write = maxWrite

@@ -75,6 +75,63 @@ struct AccessTests {
         #expect(try mount.status().sessions == 2)
     }
 
+    /// POSIX ACLs mean on the mount what they mean on ext4: the kernel checks
+    /// them, chmod moves their mask, a directory's default ACL goes to what is
+    /// made in it (the umask does not apply then), and xorriso finds them on
+    /// the medium; libisofs gives a known user's id as a name, which reads back
+    /// as the id.
+    @Test func aclsAreCheckedFollowChmodAreInheritedAndReachTheMedium() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let image = try Self.makeImage(in: dir)
+        let mount = try IsofuseMount(image, in: dir, options: ["-o", "allow_other"])
+        defer { mount.cleanUp() }
+        let secret = mount.path("secret.txt")
+        #expect(try Self.asNobody(["cat", secret]).status != 0)
+        try Shell.check(["setfacl", "-m", "u:\(Self.nobody):r", secret])
+        #expect(try Self.asNobody(["cat", secret]).stdout == "for root only\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: secret)[.posixPermissions] as? Int
+        #expect(mode == 0o640, "the mask is the group's bits: \(String(mode ?? 0, radix: 8))")
+        try Shell.check(["chmod", "0600", secret])
+        #expect(try Shell.check(["getfacl", "-n", secret]).stdout.contains("mask::---"))
+        #expect(try Self.asNobody(["cat", secret]).status != 0)
+        try Shell.check(["chmod", "0640", secret])
+
+        try Fixtures.makeDirectory(mount.path("inherits"))
+        try Shell.check(["setfacl", "-d", "-m", "u:\(Self.nobody):rwx", mount.path("inherits")])
+        try Shell.check(["sh", "-c", "cd \"$1\" && umask 077 && echo new > inherits/new.txt && mkdir inherits/sub",
+                         "sh", mount.mountpoint])
+        let newFile = try Shell.check(["getfacl", "-n", mount.path("inherits/new.txt")]).stdout
+        #expect(newFile.contains("user:\(Self.nobody):rwx") && newFile.contains("mask::rw-"), "\(newFile)")
+        #expect(try Self.asNobody(["cat", mount.path("inherits/new.txt")]).stdout == "new\n")
+        #expect(try Shell.check(["getfacl", "-n", mount.path("inherits/sub")]).stdout.contains("default:user:\(Self.nobody):rwx"))
+
+        #expect(try mount.commit().status == 0)
+        let onMedium = try Xorriso.query(image: image, options: ["-acl", "on"], ["-getfacl_r", "/"])
+        #expect(onMedium.contains("user:nobody:r--"), "\(onMedium)")
+        #expect(onMedium.contains("default:user:nobody:rwx"), "\(onMedium)")
+        #expect(try mount.unmount().status == 0)
+        let again = try mount.remount()
+        defer { again.cleanUp() }
+        #expect(try Self.asNobody(["cat", again.path("secret.txt")]).stdout == "for root only\n")
+        #expect(try Shell.check(["getfacl", "-n", again.path("inherits/new.txt")]).stdout.contains("user:\(Self.nobody):rwx"))
+    }
+
+    /// SELinux labels are the host's, not the archive's: "not supported",
+    /// which also makes `ls -l` stop asking for them on the mount.
+    @Test func selinuxLabelsAreNotSupported() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let mount = try IsofuseMount(try Self.makeImage(in: dir), in: dir)
+        defer { mount.cleanUp() }
+        let set = try Shell.run(["setfattr", "-n", "security.selinux", "-v", "x", mount.path("public/hello.txt")],
+                                environment: IsofuseMount.cLocale)
+        #expect(set.status != 0 && set.stderr.contains("Operation not supported"), "\(set.stderr)")
+        let get = try Shell.run(["getfattr", "-n", "security.selinux", mount.path("public/hello.txt")],
+                                environment: IsofuseMount.cLocale)
+        #expect(get.status != 0 && get.stderr.contains("Operation not supported"), "\(get.stderr)")
+    }
+
     @Test func withoutAllowOtherNoOtherUserSeesTheMount() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
