@@ -12,6 +12,7 @@ struct DirectoryHierarchy {
     /// shallower than what exhausts libisofs' recursion.
     static let maximumDepth = 1000
     private static let blockSize = 2048
+    private static let runBlocks = 32
 
     let reader: any BlockReading
 
@@ -38,7 +39,7 @@ struct DirectoryHierarchy {
         var roots: [Directory] = []
         var descriptor = [UInt8](repeating: 0, count: Self.blockSize)
         for index in UInt64(16)..<64 {
-            guard read(&descriptor, block: UInt64(sessionStart) + index),
+            guard read(&descriptor, block: UInt64(sessionStart) + index) == 1,
                   descriptor[1..<6].elementsEqual("CD001".utf8), descriptor[0] != 255 else { break }
             let joliet = descriptor[0] == 2 && descriptor[88] == 0x25 && descriptor[89] == 0x2F
                 && [0x40, 0x43, 0x45].contains(descriptor[90])
@@ -50,10 +51,16 @@ struct DirectoryHierarchy {
         return roots
     }
 
+    /// Directories are read breadth-first, each in runs of up to 32 blocks:
+    /// libisofs lays them out level by level, so the reads go forward through
+    /// the image (a cold read of a million-file tree took 20 s block by block).
     private func walk(from root: Directory, visited: inout Set<UInt32>, what: String) throws(IsofuseError) {
-        var pending = [root]
-        var block = [UInt8](repeating: 0, count: Self.blockSize)
-        while let directory = pending.popLast() {
+        var queue = [root]
+        var next = 0
+        var run = [UInt8](repeating: 0, count: Self.runBlocks * Self.blockSize)
+        while next < queue.count {
+            let directory = queue[next]
+            next += 1
             guard visited.insert(directory.block).inserted else {
                 throw IsofuseError(.corruptMedium, "the directory tree of \(what) is damaged: the directory at block \(directory.block) is reached twice (the directories form a loop)")
             }
@@ -62,59 +69,75 @@ struct DirectoryHierarchy {
             }
             var byteCount = directory.byteCount
             var index: UInt64 = 0
-            while byteCount.map({ index * UInt64(Self.blockSize) < UInt64($0) }) ?? true,
-                  read(&block, block: UInt64(directory.block) + index) {
-                var offset = 0
-                // Records do not cross blocks; a zero length ends the block's records.
-                while offset + 34 <= Self.blockSize, block[offset] >= 34, offset + Int(block[offset]) <= Self.blockSize {
-                    let record = block[offset..<offset + Int(block[offset])]
-                    offset += record.count
-                    let nameLength = Int(record[record.startIndex + 32])
-                    guard 33 + nameLength <= record.count else { break }
-                    let name = record[(record.startIndex + 33)...].prefix(nameLength)
-                    let isDirectory = record[record.startIndex + 25] & 2 != 0
-                    if nameLength == 1 && name.first! <= 1 {
-                        // "." gives the size of a CL target; ".." leads back up.
-                        if byteCount == nil && name.first == 0 {
-                            byteCount = littleEndian32(record, at: record.startIndex + 10)
-                        }
-                        continue
-                    }
-                    let entries = systemUseEntries(of: record, nameLength: nameLength)
-                    if isDirectory, entries["RE"] == nil {   // a relocated directory is reached by its CL
-                        pending.append(Directory(block: littleEndian32(record, at: record.startIndex + 2),
-                                                 byteCount: littleEndian32(record, at: record.startIndex + 10),
-                                                 depth: directory.depth + 1))
-                    } else if !isDirectory, let link = entries["CL"], link.count >= 12 {
-                        pending.append(Directory(block: littleEndian32(link, at: link.startIndex + 4),
-                                                 byteCount: nil, depth: directory.depth + 1))
-                    }
+            while true {
+                // A CL target's size is in its first block's "." record.
+                let wanted = byteCount.map { count in
+                    min(UInt64(Self.runBlocks), (UInt64(count) + UInt64(Self.blockSize) - 1) / UInt64(Self.blockSize) - min(index, UInt64(count)))
+                } ?? 1
+                guard wanted > 0 else { break }
+                let got = read(&run, block: UInt64(directory.block) + index, blocks: Int(wanted))
+                for b in 0..<got {
+                    let block = run[b * Self.blockSize..<(b + 1) * Self.blockSize]
+                    records(in: block, of: directory, byteCount: &byteCount, queue: &queue)
                 }
-                if byteCount == nil { break }
-                index += 1
+                guard byteCount != nil, got == Int(wanted) else { break }
+                index += wanted
             }
         }
     }
 
-    /// The SUSP entries in a record's own system use area, by signature ("CL", "RE").
-    private func systemUseEntries(of record: ArraySlice<UInt8>, nameLength: Int) -> [String: ArraySlice<UInt8>] {
-        var entries: [String: ArraySlice<UInt8>] = [:]
+    /// Queues the subdirectories a block of directory records names.
+    private func records(in block: ArraySlice<UInt8>, of directory: Directory, byteCount: inout UInt32?,
+                         queue: inout [Directory]) {
+        var offset = block.startIndex
+        // Records do not cross blocks; a zero length ends the block's records.
+        while offset + 34 <= block.endIndex, block[offset] >= 34, offset + Int(block[offset]) <= block.endIndex {
+            let record = block[offset..<offset + Int(block[offset])]
+            offset += record.count
+            let nameLength = Int(record[record.startIndex + 32])
+            guard 33 + nameLength <= record.count else { break }
+            let name = record[(record.startIndex + 33)...].prefix(nameLength)
+            let isDirectory = record[record.startIndex + 25] & 2 != 0
+            if nameLength == 1 && name.first! <= 1 {
+                // "." gives the size of a CL target; ".." leads back up.
+                if byteCount == nil && name.first == 0 {
+                    byteCount = littleEndian32(record, at: record.startIndex + 10)
+                }
+                continue
+            }
+            if isDirectory, systemUseEntry("RE", of: record, nameLength: nameLength) == nil {
+                // (a relocated directory is reached by its CL)
+                queue.append(Directory(block: littleEndian32(record, at: record.startIndex + 2),
+                                       byteCount: littleEndian32(record, at: record.startIndex + 10),
+                                       depth: directory.depth + 1))
+            } else if !isDirectory, let link = systemUseEntry("CL", of: record, nameLength: nameLength), link.count >= 12 {
+                queue.append(Directory(block: littleEndian32(link, at: link.startIndex + 4),
+                                       byteCount: nil, depth: directory.depth + 1))
+            }
+        }
+    }
+
+    /// The SUSP entry with a signature ("CL", "RE") in a record's own system use area.
+    private func systemUseEntry(_ signature: StaticString, of record: ArraySlice<UInt8>, nameLength: Int) -> ArraySlice<UInt8>? {
+        let (first, second) = signature.withUTF8Buffer { ($0[0], $0[1]) }
         var offset = record.startIndex + 33 + nameLength + (nameLength % 2 == 0 ? 1 : 0)
         while offset + 4 <= record.endIndex {
             let length = Int(record[offset + 2])
             guard length >= 4, offset + length <= record.endIndex else { break }
-            entries[String(decoding: record[offset..<offset + 2], as: UTF8.self)] = record[offset..<offset + length]
+            if record[offset] == first && record[offset + 1] == second { return record[offset..<offset + length] }
             offset += length
         }
-        return entries
+        return nil
     }
 
-    /// Reads one block; false when the medium ends before it or it cannot be read
-    /// (libisofs reports that damage when it gets there).
-    private func read(_ buffer: inout [UInt8], block: UInt64) -> Bool {
-        guard block <= UInt64(UInt32.max) else { return false }
+    /// Reads `blocks` blocks into the start of `buffer`; how many whole blocks
+    /// were read (fewer where the medium ends or cannot be read: libisofs
+    /// reports that damage when it gets there).
+    private func read(_ buffer: inout [UInt8], block: UInt64, blocks: Int = 1) -> Int {
+        guard block + UInt64(blocks) <= UInt64(UInt32.max) + 1 else { return 0 }
         return buffer.withUnsafeMutableBytes { bytes in
-            (try? reader.readFully(into: bytes, at: block * UInt64(Self.blockSize))) == Self.blockSize
+            let wanted = UnsafeMutableRawBufferPointer(rebasing: bytes[..<(blocks * Self.blockSize)])
+            return ((try? reader.readFully(into: wanted, at: block * UInt64(Self.blockSize))) ?? 0) / Self.blockSize
         }
     }
 

@@ -23,10 +23,11 @@ struct TreeLoader {
         self.mediumByteCount = mediumByteCount
     }
 
-    /// One child before it gets its place: the libisofs node and its record.
+    /// One child before it gets its place: the libisofs node, its name (owned
+    /// by the node, which outlives the load) and its record.
     private struct Pending {
         var node: OpaquePointer
-        var name: [UInt8]
+        var name: UnsafeRawBufferPointer
         var record: Tree.Record
     }
 
@@ -71,7 +72,8 @@ struct TreeLoader {
         var children: [Pending] = []
         var child: OpaquePointer?
         while iso_dir_iter_next(iterator, &child) == 1, let node = child {
-            let name = cBytes(iso_node_get_name(node))
+            guard let cName = iso_node_get_name(node) else { continue }
+            let name = UnsafeRawBufferPointer(start: cName, count: strlen(cName))
             guard Self.isUsable(name), let kind = kind(of: node) else { continue }
             children.append(Pending(node: node, name: name, record: record(for: node, kind: kind, parent: parent)))
         }
@@ -83,7 +85,7 @@ struct TreeLoader {
     private func uniquelyNamed(_ children: [Pending]) -> [Pending] {
         var unique: [Pending] = []
         for child in children.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) })
-        where unique.last?.name != child.name {
+        where unique.last.map({ !$0.name.elementsEqual(child.name) }) ?? true {
             unique.append(child)
         }
         return unique
@@ -93,8 +95,9 @@ struct TreeLoader {
     /// Ridge names as recorded, but no honest tool records an empty name,
     /// `.`, `..`, a name with `/` or one longer than a host name may be (NAME_MAX):
     /// such an entry could not be looked up, or would lead elsewhere, so it is left out.
-    static func isUsable(_ name: [UInt8]) -> Bool {
-        !name.isEmpty && name.count <= 255 && name != [0x2E] && name != [0x2E, 0x2E] && !name.contains(0x2F)
+    static func isUsable(_ name: some Collection<UInt8>) -> Bool {
+        !name.isEmpty && name.count <= 255 && !name.elementsEqual([0x2E]) && !name.elementsEqual([0x2E, 0x2E])
+            && !name.contains(0x2F)
     }
 
     private func kind(of node: OpaquePointer) -> NodeKind? {
@@ -170,17 +173,26 @@ struct TreeLoader {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         var lengths: UnsafeMutablePointer<Int>?
         var values: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-        if iso_node_get_attrs(node, &count, &names, &lengths, &values, 0) == 1 {
+        var hasACL = false
+        // bit0: the ACLs come along as a pair with an empty name, so that the
+        // ACL text is asked for (a second decoding of the node's AAIP) only
+        // where there is one.
+        if iso_node_get_attrs(node, &count, &names, &lengths, &values, 1 << 0) == 1 {
             for i in 0..<count {
-                guard let name = names?[i].map({ String(cString: $0) }), !name.hasPrefix("isofs."),
-                      let value = values?[i], let length = lengths?[i] else { continue }
+                guard let cName = names?[i], let value = values?[i], let length = lengths?[i] else { continue }
+                if cName.pointee == 0 {
+                    hasACL = true
+                    continue
+                }
+                let name = String(cString: cName)
+                guard !name.hasPrefix("isofs.") else { continue }
                 result.xattrs[name] = UnsafeRawBufferPointer(start: value, count: length).map { $0 }
             }
             iso_node_get_attrs(nil, &count, &names, &lengths, &values, 1 << 15)
         }
         var access: UnsafeMutablePointer<CChar>?, defaultACL: UnsafeMutablePointer<CChar>?
         // bit4: no access ACL gives nil instead of one made from the mode bits.
-        if iso_node_get_acl_text(node, &access, &defaultACL, 1 << 4) == 1 {
+        if hasACL, iso_node_get_acl_text(node, &access, &defaultACL, 1 << 4) == 1 {
             let acl = ACLText(access: access.map { String(cString: $0) },
                               default: defaultACL.map { String(cString: $0) })
             if acl.access != nil || acl.default != nil { result.acl = acl }
@@ -193,22 +205,25 @@ struct TreeLoader {
     /// its own entry, its "." and one ".." per subdirectory.
     /// Returns the names of each file that has several.
     private mutating func countLinks() -> [UInt32: [NodeID]] {
-        var names: [UInt32: [NodeID]] = [:]
-        for (index, r) in records.enumerated() where r.kind != .directory && r.inode != 0 {
-            names[r.inode, default: []].append(NodeID(rawValue: UInt32(index)))
+        // Counted first, so that only the inodes of hard links get a list of
+        // names (a list for every file is an allocation for every file).
+        var namesPerInode: [UInt32: UInt32] = [:]
+        for r in records where r.kind != .directory && r.inode != 0 {
+            namesPerInode[r.inode, default: 0] += 1
         }
-        let namesPerInode = names.mapValues { UInt32($0.count) }
+        var names: [UInt32: [NodeID]] = [:]
         for i in records.indices {
             if records[i].kind == .directory {
                 let start = Int(records[i].payloadStart)
                 let subdirectories = records[start..<start + Int(records[i].payloadCount)]
                     .lazy.filter { $0.kind == .directory }.count
                 records[i].nlink = 2 + UInt32(subdirectories)
-            } else if records[i].inode != 0 {
-                records[i].nlink = namesPerInode[records[i].inode] ?? 1
+            } else if records[i].inode != 0, let count = namesPerInode[records[i].inode] {
+                records[i].nlink = count
+                if count > 1 { names[records[i].inode, default: []].append(NodeID(rawValue: UInt32(i))) }
             }
         }
-        return names.filter { $0.value.count > 1 }
+        return names
     }
 }
 
