@@ -111,14 +111,20 @@ extension MountedFileSystem {
         }
         let now = Timestamp.now()
         let sessions = core.withLock { $0.medium.sessions.count }
-        let size: UInt64 = control == .latest ? UInt64(String(sessions).utf8.count) : 0
+        let status = control == .status ? currentStatus() : nil
+        let size: UInt64 = switch control {
+        case .latest: UInt64(String(sessions).utf8.count)
+        case .status: UInt64(status!.text.count)
+        default: 0
+        }
         let nlink: UInt32 = switch control {
         case .directory: 3
         case .sessions: 2 + UInt32(sessions)
         default: 1
         }
+        let changed = status?.since ?? now
         return Attributes(inode: inode, mode: mode, nlink: nlink, uid: owner.uid, gid: owner.gid, size: size, rdev: 0,
-                          accessTime: now, modificationTime: now, changeTime: now, isImmutable: false)
+                          accessTime: now, modificationTime: changed, changeTime: changed, isImmutable: false)
     }
 
     func controlReadLink(_ inode: InodeNumber) -> [UInt8]? {
@@ -144,27 +150,41 @@ extension MountedFileSystem {
     // MARK: Files
 
     func controlOpen(_ inode: InodeNumber, flags: Int32) throws(Errno) -> OpenedFile? {
+        guard let handle = try controlHandle(inode, writing: flags & O_ACCMODE != O_RDONLY) else { return nil }
+        let number = core.withLock { $0.open(handle) }
+        // Control files have no size to trust: read them past it.
+        return OpenedFile(handle: number, keepCache: ControlNode(rawValue: inode) == nil, directIO: ControlNode(rawValue: inode) != nil)
+    }
+
+    /// What a control or session-view file opened (for writing or not) reads and takes; nil for other nodes.
+    func controlHandle(_ inode: InodeNumber, writing: Bool) throws(Errno) -> Handle? {
         guard isControl(inode) else { return nil }
-        let writing = flags & O_ACCMODE != O_RDONLY
-        let handle: Handle
         switch ControlNode(rawValue: inode) {
         case .commit?, .discard?:
             if writing { try checkCommittable() }
-            handle = writing ? .control(ControlNode(rawValue: inode)!, written: []) : .snapshot([])
+            return writing ? .control(ControlNode(rawValue: inode)!, written: []) : .snapshot([])
         case .status?:
             guard !writing else { throw .permissionDenied }
-            handle = .snapshot(Array(statusReport().text.utf8))
+            return .snapshot(currentStatus().text)
         case nil:
             guard !writing else { throw .readOnlyFileSystem }
             let (session, node) = SessionViewInode.decode(inode)!
             guard try sessionTree(session).kind(of: node) == .regularFile else { throw .isDirectory }
-            handle = .sessionFile(session: session, node: node)
+            return .sessionFile(session: session, node: node)
         default:
             throw .isDirectory
         }
-        let number = core.withLock { $0.open(handle) }
-        // Control files have no size to trust: read them past it.
-        return OpenedFile(handle: number, keepCache: ControlNode(rawValue: inode) == nil, directIO: ControlNode(rawValue: inode) != nil)
+    }
+
+    /// The status text, and since when it has read so (its modification time):
+    /// a kernel that caches the file's pages drops them when that changes.
+    func currentStatus() -> (text: [UInt8], since: Timestamp) {
+        let text = Array(statusReport().text.utf8)
+        let now = Timestamp.now()
+        return core.withLock { core in
+            if core.status?.text != text { core.status = (text, now) }
+            return core.status!
+        }
     }
 
     func controlWrite(_ handle: UInt64, data: UnsafeRawBufferPointer) throws(Errno) -> Int? {
@@ -195,30 +215,32 @@ extension MountedFileSystem {
 
     // MARK: Directories and xattrs
 
-    func controlListing(_ inode: InodeNumber) throws(Errno) -> [DirectoryEntry]? {
+    /// The entries of a control directory or a session view's, from `offset` on; nil for other nodes.
+    func controlListing(_ inode: InodeNumber, from offset: UInt64 = 0, limit: Int = .max) throws(Errno) -> [DirectoryEntry]? {
         guard isControl(inode) else { return nil }
-        var children: [(Name, InodeNumber)]
+        let children: (Range<Int>) throws(Errno) -> [(Name, InodeNumber)]
         if let control = ControlNode(rawValue: inode) {
             guard control == .directory || control == .sessions else { throw .notDirectory }
-            children = ControlNode.allCases.filter { $0.parent == inode }.map { ($0.name, $0.rawValue) }
+            var fixed = ControlNode.allCases.filter { $0.parent == inode }.map { ($0.name, $0.rawValue) }
             if control == .sessions {
                 let count = core.withLock { $0.medium.sessions.count }
-                children += (0..<count).map { (Array(String($0 + 1).utf8), SessionViewInode.number(session: $0 + 1, node: .root)) }
+                fixed += (0..<count).map { (Array(String($0 + 1).utf8), SessionViewInode.number(session: $0 + 1, node: .root)) }
             }
+            children = { window in Array(fixed[window.clamped(to: fixed.indices)]) }
         } else {
             let (session, node) = SessionViewInode.decode(inode)!
             let tree = try sessionTree(session)
             guard tree.kind(of: node) == .directory else { throw .notDirectory }
-            children = tree.children(of: node).map { (Array(tree.nameBytes(of: $0)), SessionViewInode.number(session: session, node: $0)) }
+            children = { window in
+                let nodes = tree.children(of: node)
+                return nodes[window.clamped(to: nodes.indices)].map {
+                    (Array(tree.nameBytes(of: $0)), SessionViewInode.number(session: session, node: $0))
+                }
+            }
         }
-        let own = try controlAttributes(inode)!
-        var entries = [DirectoryEntry(name: [0x2E], attributes: own, nextOffset: 1),
-                       DirectoryEntry(name: [0x2E, 0x2E], attributes: own, nextOffset: 2)]
-        for (name, number) in children {
-            guard let attributes = try controlAttributes(number) else { continue }
-            entries.append(DirectoryEntry(name: name, attributes: attributes, nextOffset: UInt64(entries.count + 1)))
+        return try DirectoryEntry.listing(own: try controlAttributes(inode)!, from: offset, limit: limit) { window throws(Errno) in
+            try children(window).map { name, number throws(Errno) in (name, try controlAttributes(number)!) }
         }
-        return entries
     }
 
     func controlExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8]? {

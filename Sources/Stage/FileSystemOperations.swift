@@ -16,6 +16,9 @@ public typealias InodeNumber = UInt64
 /// The root directory's inode number (FUSE_ROOT_ID).
 public let rootInode: InodeNumber = 1
 
+/// The handle of a file or directory the kernel opened without asking (see `FileSystemOperations.open`).
+public let unopenedHandle: UInt64 = 0
+
 /// `stat` of a node.
 public struct Attributes: Hashable, Sendable {
     public var inode: InodeNumber
@@ -180,10 +183,14 @@ public protocol FileSystemOperations: Sendable {
     func rename(in parent: InodeNumber, _ name: [UInt8], to newParent: InodeNumber, _ newName: [UInt8],
                 mode: RenameMode) throws(Errno)
 
-    /// `flags` are open(2)'s (O_ACCMODE, O_TRUNC, O_APPEND, ...).
+    /// `flags` are open(2)'s (O_ACCMODE, O_TRUNC, O_APPEND, ...). A mount that
+    /// takes no writes throws ENOSYS (as `openDirectory` does): the kernel then
+    /// opens every file and directory by itself, without open, flush and
+    /// release requests, keeps their pages and listings cached, and reads
+    /// them with `unopenedHandle`.
     func open(_ inode: InodeNumber, flags: Int32, caller: Caller) throws(Errno) -> OpenedFile
     func create(in parent: InodeNumber, _ name: [UInt8], mode: UInt32, flags: Int32, caller: Caller) throws(Errno) -> (Attributes, OpenedFile)
-    func read(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment]
+    func read(_ inode: InodeNumber, handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment]
     func write(_ handle: UInt64, offset: UInt64, data: UnsafeRawBufferPointer) throws(Errno) -> Int
     func flush(_ handle: UInt64) throws(Errno)
     func fsync(_ handle: UInt64, dataOnly: Bool) throws(Errno)
@@ -194,7 +201,8 @@ public protocol FileSystemOperations: Sendable {
     /// the names as of opening, each with the node it names now (names gone
     /// since are left out). With `retaining`, one lookup is counted for each
     /// entry but "." and ".."; the caller forgets those it does not pass on.
-    func readDirectory(_ handle: UInt64, from offset: UInt64, limit: Int, retaining: Bool) throws(Errno) -> [DirectoryEntry]
+    func readDirectory(_ inode: InodeNumber, handle: UInt64, from offset: UInt64, limit: Int,
+                       retaining: Bool) throws(Errno) -> [DirectoryEntry]
     func releaseDirectory(_ handle: UInt64)
 
     func statistics() -> FileSystemStatistics

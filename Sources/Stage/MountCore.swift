@@ -23,6 +23,26 @@ enum Handle {
     case sessionFile(session: Int, node: NodeID)
 }
 
+extension DirectoryEntry {
+    /// Entries `offset...` (at most `limit`) of a listing: "." and ".." (both
+    /// `own`), then the children `named` gives for the positions asked.
+    static func listing(own: Attributes, from offset: UInt64, limit: Int,
+                        children named: (_ window: Range<Int>) throws(Errno) -> [(Name, Attributes)]) throws(Errno) -> [DirectoryEntry] {
+        var entries: [DirectoryEntry] = []
+        for (position, dots) in ([[0x2E], [0x2E, 0x2E]] as [Name]).enumerated() where UInt64(position) >= offset && entries.count < limit {
+            entries.append(DirectoryEntry(name: dots, attributes: own, nextOffset: UInt64(position + 1)))
+        }
+        let first = Int(clamping: max(offset, 2) - 2)
+        let wanted = limit - entries.count
+        guard wanted > 0 else { return entries }
+        let (end, overflow) = first.addingReportingOverflow(wanted)
+        for (index, (name, attributes)) in try named(first..<(overflow ? .max : end)).enumerated() {
+            entries.append(DirectoryEntry(name: name, attributes: attributes, nextOffset: UInt64(2 + first + index + 1)))
+        }
+        return entries
+    }
+}
+
 /// Where a read's bytes come from.
 enum ReadPlan {
     case bytes([UInt8])
@@ -66,6 +86,8 @@ struct Core {
     /// Set when the medium behind the mount changed under it (see `MediumWatch`).
     var mediumChange: MediumChange?
     var sessionTrees: [Int: Tree] = [:]
+    /// The status text last shown, and since when (see `currentStatus`).
+    var status: (text: [UInt8], since: Timestamp)?
 
     init(overlay: Overlay, medium: MediumInfo, reader: any MediumReader) {
         self.overlay = overlay
@@ -90,18 +112,21 @@ struct Core {
                           changeTime: view.metadata.changeTime, isImmutable: view.isBase)
     }
 
-    /// A directory's entries, "." and ".." first.
-    mutating func listing(_ inode: InodeNumber) throws(Errno) -> [DirectoryEntry] {
+    /// A directory's entries from `offset` on, "." and ".." first.
+    mutating func listing(_ inode: InodeNumber, from offset: UInt64 = 0, limit: Int = .max) throws(Errno) -> [DirectoryEntry] {
         let directory = try ref(inode)
         guard overlay.kind(directory) == .directory else { throw .notDirectory }
         let own = attributes(of: directory)
-        var entries = [DirectoryEntry(name: [0x2E], attributes: own, nextOffset: 1),
-                       DirectoryEntry(name: [0x2E, 0x2E], attributes: own, nextOffset: 2)]
-        for entry in overlay.listing(of: directory) {
-            entries.append(DirectoryEntry(name: entry.name, attributes: attributes(of: entry.ref),
-                                          nextOffset: UInt64(entries.count + 1)))
+        return try DirectoryEntry.listing(own: own, from: offset, limit: limit) { window in
+            overlay.listing(of: directory, window: window).map { ($0.name, attributes(of: $0.ref)) }
         }
-        return entries
+    }
+
+    /// A handle on a regular file: on the node it is now, whatever its names become.
+    func fileHandle(_ inode: InodeNumber, writable: Bool, append: Bool) throws(Errno) -> Handle {
+        let ref = try ref(inode)
+        guard overlay.kind(ref) == .regularFile else { throw .isDirectory }
+        return .file(identity: overlay.identity(overlay.resolve(ref)), writable: writable, append: append, data: nil)
     }
 
     mutating func open(_ handle: Handle) -> UInt64 {
@@ -417,18 +442,19 @@ struct Core {
         stagedBytes -= min(stagedBytes, removed.size)
     }
 
-    mutating func readPlan(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> ReadPlan {
-        switch handles[handle] {
-        case .snapshot(let bytes)?:
+    /// `handle`: its number, or nil for a handle the kernel did not ask for (see `FileSystemOperations.open`).
+    mutating func readPlan(_ opened: Handle, _ handle: UInt64?, offset: UInt64, size: Int) throws(Errno) -> ReadPlan {
+        switch opened {
+        case .snapshot(let bytes):
             let start = Int(min(offset, UInt64(bytes.count)))
             return .bytes(Array(bytes[start..<min(bytes.count, start + size)]))
-        case .sessionFile(let session, let node)?:
+        case .sessionFile(let session, let node):
             // The newest session's view is the base tree (see `sessionTree`), not a cached copy.
             guard let tree = sessionTrees[session] ?? (session == medium.sessions.count ? overlay.base : nil) else {
                 throw .badFileDescriptor
             }
             return try mediumPlan(tree, node, offset: offset, size: size)
-        case .file(let identity, _, _, let held)?:
+        case .file(let identity, _, _, let held):
             if let orphan = orphanDescriptor(identity: identity, held: held) {
                 let fileSize = UInt64((try? orphan.seek(offset: 0, from: .end)) ?? 0)
                 return .staged(orphan, length: offset < fileSize ? Int(min(UInt64(size), fileSize - offset)) : 0)
@@ -444,13 +470,13 @@ struct Core {
                     return try mediumPlan(overlay.base, baseID, offset: offset, size: size)
                 case .staged?:
                     let length = offset < node.size ? Int(min(UInt64(size), node.size - offset)) : 0
-                    guard let descriptor = try handleDescriptor(handle) else { throw .ioError }
+                    guard let handle, let descriptor = try handleDescriptor(handle) else { throw .ioError }
                     return .staged(descriptor, length: length)
                 case nil:
                     throw .isDirectory
                 }
             }
-        default:
+        case .directory, .control:
             throw .badFileDescriptor
         }
     }

@@ -189,6 +189,7 @@ public final class MountedFileSystem: FileSystemOperations {
     // MARK: Files
 
     public func open(_ inode: InodeNumber, flags: Int32, caller: Caller) throws(Errno) -> OpenedFile {
+        guard isWritable else { throw .noFunction }
         if let control = try controlOpen(inode, flags: flags) { return control }
         let writing = flags & O_ACCMODE != O_RDONLY
         if writing || flags & O_TRUNC != 0 { try checkWritable() }
@@ -198,8 +199,8 @@ public final class MountedFileSystem: FileSystemOperations {
             guard core.overlay.kind(ref) == .regularFile else { throw .isDirectory }
             if flags & O_TRUNC != 0 && writing { try core.resize(ref, to: 0, at: now) }
             let immutable = core.overlay.view(ref).isBase
-            let handle = core.open(.file(identity: core.overlay.identity(core.overlay.resolve(ref)), writable: writing,
-                                         append: flags & O_APPEND != 0, data: nil))
+            // Made after the truncation, which may stage the file.
+            let handle = core.open(try core.fileHandle(inode, writable: writing, append: flags & O_APPEND != 0))
             _ = try core.handleDescriptor(handle)   // a staged file stays readable through the handle if unlinked
             return OpenedFile(handle: handle, keepCache: immutable, directIO: false, flushesOnClose: writing)
         }
@@ -225,8 +226,12 @@ public final class MountedFileSystem: FileSystemOperations {
         return (attributes, OpenedFile(handle: handle, keepCache: false, directIO: false))
     }
 
-    public func read(_ handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment] {
-        let (plan, reader) = try core.withLock { core throws(Errno) in (try core.readPlan(handle, offset: offset, size: size), core.reader) }
+    public func read(_ inode: InodeNumber, handle: UInt64, offset: UInt64, size: Int) throws(Errno) -> [ReadSegment] {
+        let unopened = handle == unopenedHandle ? try handleUnopened(inode) : nil
+        let (plan, reader) = try core.withLock { core throws(Errno) in
+            guard let opened = unopened ?? core.handles[handle] else { throw .badFileDescriptor }
+            return (try core.readPlan(opened, unopened == nil ? handle : nil, offset: offset, size: size), core.reader)
+        }
         switch plan {
         case .bytes(let bytes):
             return [.bytes(bytes)]
@@ -270,6 +275,8 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func flush(_ handle: UInt64) throws(Errno) {
+        // Files the kernel opened by itself have nothing to flush; ENOSYS tells it to stop asking.
+        guard handle != unopenedHandle else { throw .noFunction }
         try core.withLock { core throws(Errno) in try core.journal() }
     }
 
@@ -285,9 +292,16 @@ public final class MountedFileSystem: FileSystemOperations {
         }
     }
 
+    /// The handle a read of a file the kernel opened by itself stands for.
+    private func handleUnopened(_ inode: InodeNumber) throws(Errno) -> Handle {
+        if let control = try controlHandle(inode, writing: false) { return control }
+        return try core.withLock { core throws(Errno) in try core.fileHandle(inode, writable: false, append: false) }
+    }
+
     // MARK: Directories
 
     public func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile {
+        guard isWritable else { throw .noFunction }
         let handle: UInt64
         var immutable = false
         if let control = try controlListing(inode) {
@@ -308,8 +322,20 @@ public final class MountedFileSystem: FileSystemOperations {
     /// opened would be cached under a name it no longer has. (The kernel keeps
     /// the directory locked while it reads it, so what this returns stays true
     /// until the kernel has it.)
-    public func readDirectory(_ handle: UInt64, from offset: UInt64, limit: Int, retaining: Bool) throws(Errno) -> [DirectoryEntry] {
-        try core.withLock { core throws(Errno) in
+    public func readDirectory(_ inode: InodeNumber, handle: UInt64, from offset: UInt64, limit: Int,
+                              retaining: Bool) throws(Errno) -> [DirectoryEntry] {
+        if handle == unopenedHandle {
+            // Nothing changes under a mount that takes no writes: positions in the listing are stable.
+            let control = try controlListing(inode, from: offset, limit: limit)
+            return try core.withLock { core throws(Errno) in
+                let entries = if let control { control } else { try core.listing(inode, from: offset, limit: limit) }
+                if retaining {
+                    for entry in entries where entry.nextOffset > 2 { core.inodes.retain(entry.attributes.inode) }
+                }
+                return entries
+            }
+        }
+        return try core.withLock { core throws(Errno) in
             guard case .directory(let entries, let refresh)? = core.handles[handle] else { throw .badFileDescriptor }
             guard offset < entries.count else { return [] }
             let directory = refresh.flatMap { try? core.ref($0) }

@@ -101,16 +101,23 @@ public struct Overlay: Sendable {
     }
 
     /// The entries of a directory, sorted by name (unresolved references).
-    public func listing(of directory: NodeRef) -> [(name: Name, ref: NodeRef)] {
+    /// With `window`, only the entries at those positions of the sorted
+    /// listing: a committed directory's are taken from the tree without
+    /// looking at the others.
+    public func listing(of directory: NodeRef, window: Range<Int>? = nil) -> [(name: Name, ref: NodeRef)] {
+        func clamped<Entry>(_ entries: [Entry]) -> ArraySlice<Entry> {
+            guard let window else { return entries[...] }
+            return entries[window.clamped(to: entries.indices)]
+        }
         func baseListing(_ id: NodeID) -> [(name: Name, ref: NodeRef)] {
-            base.children(of: id).map { (Array(base.nameBytes(of: $0)), .base($0)) }
+            clamped(base.children(of: id)).map { (Array(base.nameBytes(of: $0)), .base($0)) }
         }
         switch resolve(directory) {
         case .base(let id):
             return baseListing(id)
         case .upper(let id):
             if let listing = state.listings[id] {
-                return listing.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { ($0.key, $0.value) }
+                return Array(clamped(listing.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { ($0.key, $0.value) }))
             }
             return state.nodes[id]?.origin.map(baseListing) ?? []
         }

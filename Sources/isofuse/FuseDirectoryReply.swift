@@ -14,12 +14,12 @@ import Stage
 import SystemPackage
 
 enum FuseDirectoryReply {
-    static func send(_ request: FuseRequest, handle: UInt64, offset: UInt64, size: Int, plus: Bool) throws(Errno) {
+    static func send(_ request: FuseRequest, _ inode: InodeNumber, handle: UInt64, offset: UInt64, size: Int, plus: Bool) throws(Errno) {
         // The smallest entry (a one-byte name) takes 32 bytes, 160 in plus mode.
         let limit = max(size / (plus ? 160 : 32), 1)
         // Taken before replying: the reply frees the request.
         let core = request.core
-        let entries = try core.readDirectory(handle, from: offset, limit: limit, retaining: plus)
+        let entries = try core.readDirectory(inode, handle: handle, from: offset, limit: limit, retaining: plus)
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
         defer { buffer.deallocate() }
         var used = 0

@@ -120,10 +120,10 @@ let fuseOperations: fuse_lowlevel_ops = {
             r.replyCreate(attributes, opened, info!)
         }
     }
-    ops.read = { req, _, size, offset, info in
+    ops.read = { req, inode, size, offset, info in
         let r = FuseRequest(req)
         r.answer { () throws(Errno) in
-            FuseReadReply.send(r, try r.core.read(info!.pointee.fh, offset: UInt64(offset), size: size))
+            FuseReadReply.send(r, try r.core.read(inode, handle: info!.pointee.fh, offset: UInt64(offset), size: size))
         }
     }
     ops.write = { req, _, bytes, size, offset, info in
@@ -159,16 +159,16 @@ let fuseOperations: fuse_lowlevel_ops = {
         let r = FuseRequest(req)
         r.answer { () throws(Errno) in r.replyOpen(try r.core.openDirectory(inode), info!, isDirectory: true) }
     }
-    ops.readdir = { req, _, size, offset, info in
+    ops.readdir = { req, inode, size, offset, info in
         let r = FuseRequest(req)
         r.answer { () throws(Errno) in
-            try FuseDirectoryReply.send(r, handle: info!.pointee.fh, offset: UInt64(offset), size: size, plus: false)
+            try FuseDirectoryReply.send(r, inode, handle: info!.pointee.fh, offset: UInt64(offset), size: size, plus: false)
         }
     }
-    ops.readdirplus = { req, _, size, offset, info in
+    ops.readdirplus = { req, inode, size, offset, info in
         let r = FuseRequest(req)
         r.answer { () throws(Errno) in
-            try FuseDirectoryReply.send(r, handle: info!.pointee.fh, offset: UInt64(offset), size: size, plus: true)
+            try FuseDirectoryReply.send(r, inode, handle: info!.pointee.fh, offset: UInt64(offset), size: size, plus: true)
         }
     }
     ops.releasedir = { req, _, info in

@@ -41,6 +41,48 @@ struct KernelCacheTests {
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: remounted.path("moved"))) == ["leaf.txt"])
     }
 
+    /// A mount that takes no writes lets the kernel open files and directories
+    /// by itself and keep what it read: reading the whole tree again asks the
+    /// daemon nothing (an open and a release per file before). The directory
+    /// of 400 names takes the kernel many readdir calls, each a window of it.
+    @Test func aReadOnlyMountServesRepeatReadsFromTheKernelAlone() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let source = dir.url("source"), image = dir.url("wide.iso")
+        for index in 0..<400 {
+            try Fixtures.write("file \(index)\n", to: source + "/wide/a file with a long name, number \(index).txt")
+        }
+        try Fixtures.writeRandomFile(source + "/nested/deeper/random.bin", count: 200_000, seed: 7)
+        try Shell.check(["xorriso", "-no_rc", "-md5", "on", "-outdev", "stdio:" + image, "-map", source, "/", "-commit"],
+                        environment: Xorriso.cLocale)
+        let mount = try IsofuseMount(image, in: dir, options: ["--read-only"])
+        defer { mount.cleanUp() }
+        // find and md5sum, as a backup would read: no ioctl per file (isatty), which FUSE passes on.
+        func checksums(under root: String) throws -> String {
+            try Shell.check(["sh", "-c", "cd \"$1\" && find . -type f -exec md5sum {} + | sort", "sh", root]).stdout
+        }
+        let expected = try checksums(under: source)
+        #expect(try hostTree(mount.mountpoint) == (try hostTree(source)))
+        #expect(try checksums(under: mount.mountpoint) == expected)
+        let before = try Self.readCalls(of: mount.daemon)
+        #expect(try checksums(under: mount.mountpoint) == expected)
+        let requests = try Self.readCalls(of: mount.daemon) - before
+        #expect(requests < 20, "\(requests) requests to read 401 cached files again")
+
+        // The status file is read through the page cache too: its size is that of its text.
+        let status = try String(contentsOfFile: mount.path(".isofuse/status"), encoding: .utf8)
+        #expect(status.contains("read-only"))
+        let size = try FileManager.default.attributesOfItem(atPath: mount.path(".isofuse/status"))[.size] as? Int
+        #expect(size == status.utf8.count)
+    }
+
+    /// read(2) calls a process made (/proc/PID/io): a FUSE daemon reads each request with one.
+    static func readCalls(of pid: Int32) throws -> Int {
+        let io = try String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8)
+        let line = try #require(io.split(separator: "\n").first { $0.hasPrefix("syscr:") })
+        return try #require(Int(line.split(separator: " ")[1]))
+    }
+
     @Test(arguments: [["--read-only"], ["--session", "1"]])
     func aMountThatTakesNoChangesIsReadOnlyForTheKernel(options: [String]) throws {
         let dir = try TemporaryDirectory()

@@ -48,10 +48,16 @@ struct MountedSetup {
     }
 
     func read(_ path: String) throws -> [UInt8] {
-        let file = try fs.open(try inode(path), flags: O_RDONLY, caller: Self.caller)
+        let inode = try inode(path)
+        let file = try fs.open(inode, flags: O_RDONLY, caller: Self.caller)
         defer { fs.release(file.handle) }
+        return try Self.bytes(try fs.read(inode, handle: file.handle, offset: 0, size: 1 << 24))
+    }
+
+    /// What a read's segments hold.
+    static func bytes(_ segments: [ReadSegment]) throws -> [UInt8] {
         var bytes: [UInt8] = []
-        for segment in try fs.read(file.handle, offset: 0, size: 1 << 24) {
+        for segment in segments {
             switch segment {
             case .bytes(let data): bytes += data
             case .file(let descriptor, let offset, let length):
@@ -64,9 +70,10 @@ struct MountedSetup {
     }
 
     func names(_ path: String) throws -> [String] {
-        let directory = try fs.openDirectory(try inode(path))
+        let inode = try inode(path)
+        let directory = try fs.openDirectory(inode)
         defer { fs.releaseDirectory(directory.handle) }
-        return try fs.readDirectory(directory.handle, from: 0, limit: .max, retaining: false).map { String(decoding: $0.name, as: UTF8.self) }
+        return try fs.readDirectory(inode, handle: directory.handle, from: 0, limit: .max, retaining: false).map { String(decoding: $0.name, as: UTF8.self) }
     }
 
     func status() throws -> StatusReport {
@@ -136,7 +143,7 @@ struct MountedSetup {
         try setup.fs.unlink(in: rootInode, Array("scratch.txt".utf8))
         _ = try Array(" second".utf8).withUnsafeBytes { try setup.fs.write(file.handle, offset: 5, data: $0) }
         var bytes: [UInt8] = []
-        for case .file(let descriptor, let offset, let length) in try setup.fs.read(file.handle, offset: 0, size: 100) {
+        for case .file(let descriptor, let offset, let length) in try setup.fs.read(inode, handle: file.handle, offset: 0, size: 100) {
             var buffer = [UInt8](repeating: 0, count: length)
             _ = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(offset), into: $0) }
             bytes += buffer
@@ -172,7 +179,7 @@ struct MountedSetup {
         #expect(!numbers.contains(removed) && !numbers.contains(replaced))
         // The handle open on the replaced readme reads its bytes on (from session 3), not another file's.
         var bytes: [UInt8] = []
-        for segment in try setup.fs.read(open.handle, offset: 0, size: 1 << 20) {
+        for segment in try setup.fs.read(replaced, handle: open.handle, offset: 0, size: 1 << 20) {
             guard case .file(let descriptor, let offset, let length) = segment else { continue }
             var buffer = [UInt8](repeating: 0, count: length)
             _ = try buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: Int64(offset), into: $0) }
@@ -195,12 +202,12 @@ struct MountedSetup {
         try setup.fs.rename(in: docs, Array("replacement.txt".utf8), to: docs, Array("readme.txt".utf8), mode: .replace)
         try setup.fs.rename(in: docs, Array("changing.txt".utf8), to: rootInode, Array("moved.txt".utf8), mode: .replace)
 
-        let entries = try setup.fs.readDirectory(directory.handle, from: 0, limit: .max, retaining: false)
+        let entries = try setup.fs.readDirectory(docs, handle: directory.handle, from: 0, limit: .max, retaining: false)
         let names = entries.map { String(decoding: $0.name, as: UTF8.self) }
         #expect(!names.contains("replacement.txt") && !names.contains("changing.txt"))
         #expect(entries.first { $0.name == Array("readme.txt".utf8) }?.attributes.inode == (try setup.inode("/docs/readme.txt")))
         #expect(entries.first { $0.name == Array("readme.txt".utf8) }?.attributes.size == 10)
-        #expect(try setup.fs.readDirectory(directory.handle, from: 0, limit: 3, retaining: false).count == 3)
+        #expect(try setup.fs.readDirectory(docs, handle: directory.handle, from: 0, limit: 3, retaining: false).count == 3)
     }
 
     /// A file committed while a handle is open on it is a medium file after
@@ -234,6 +241,45 @@ struct MountedSetup {
         #expect(error == .noSpace)
         #expect(written > 0 && written < 1_000_000)
         setup.fs.release(file.handle)
+    }
+
+    /// A mount that takes no writes has the kernel open files and directories
+    /// by itself (ENOSYS to open): reads and listings then come by inode, a
+    /// listing in windows as the kernel's buffer takes them.
+    @Test func aMountThatTakesNoWritesServesReadsAndListingsWithoutHandles() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        let view = try MountedSetup.mount(setup.fixture.image, staging: setup.dir.url("view-staging"), session: 3)
+        func inode(_ path: String) throws(Errno) -> InodeNumber {
+            var inode = rootInode
+            for name in path.split(separator: "/") { inode = try view.lookup(inode, Array(name.utf8)).inode }
+            return inode
+        }
+        func windows(_ inode: InodeNumber) throws -> [String] {
+            var names: [String] = [], offset: UInt64 = 0
+            while let entry = try view.readDirectory(inode, handle: unopenedHandle, from: offset, limit: 1, retaining: false).first {
+                names.append(String(decoding: entry.name, as: UTF8.self))
+                offset = entry.nextOffset
+            }
+            return names
+        }
+        let readme = try inode("/docs/readme.txt")
+        #expect(throws: Errno.noFunction) { try view.open(readme, flags: O_RDONLY, caller: MountedSetup.caller) }
+        #expect(throws: Errno.noFunction) { try view.openDirectory(try inode("/docs")) }
+        #expect(throws: Errno.noFunction) { try view.flush(unopenedHandle) }
+
+        let content = try MountedSetup.bytes(try view.read(readme, handle: unopenedHandle, offset: 0, size: 1 << 20))
+        #expect(Data(content) == FileManager.default.contents(atPath: setup.fixture.source + "/docs/readme.txt"))
+        for path in ["/", "/docs", "/.isofuse", "/.isofuse/sessions", "/.isofuse/sessions/1/docs"] {
+            #expect(try windows(try inode(path)) == (try setup.names(path)), "\(path)")
+        }
+        #expect(throws: Errno.isDirectory) { try view.read(try inode("/docs"), handle: unopenedHandle, offset: 0, size: 10) }
+
+        // The status file has the size of its text: the kernel reads it through its page cache.
+        let status = try inode("/.isofuse/status")
+        let text = try MountedSetup.bytes(try view.read(status, handle: unopenedHandle, offset: 0, size: 1 << 16))
+        #expect(try view.attributes(of: status).size == UInt64(text.count))
+        #expect(String(decoding: text, as: UTF8.self).contains("read-only"))
     }
 
     @Test func sessionViewsAndReadOnlyMountsRefuseWrites() throws {
