@@ -120,6 +120,9 @@ public struct Tree: Sendable {
             }
     }
 
+    /// Whether any node has a POSIX ACL.
+    public var hasACLs: Bool { attributes.contains { $0.acl != nil } }
+
     // MARK: Queries
 
     /// The node for a name inside a directory; nil if there is none or `directory` is not one.

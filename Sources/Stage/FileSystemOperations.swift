@@ -127,11 +127,15 @@ public struct DirectoryEntry: Hashable, Sendable {
     public var attributes: Attributes
     /// The offset to ask for to continue after this entry.
     public var nextOffset: UInt64
+    /// readdirplus hands the kernel the entry's node (one lookup counted);
+    /// otherwise only its name and type.
+    public var carriesNode: Bool
 
-    public init(name: [UInt8], attributes: Attributes, nextOffset: UInt64) {
+    public init(name: [UInt8], attributes: Attributes, nextOffset: UInt64, carriesNode: Bool = false) {
         self.name = name
         self.attributes = attributes
         self.nextOffset = nextOffset
+        self.carriesNode = carriesNode
     }
 }
 
@@ -166,6 +170,9 @@ public struct FileSystemStatistics: Hashable, Sendable {
 /// The mounted filesystem as the FUSE glue sees it. Every method may be
 /// called from any thread; failures are errnos.
 public protocol FileSystemOperations: Sendable {
+    /// Whether the kernel is to check and cache POSIX ACLs (asked once, before any request).
+    var supportsACLs: Bool { get }
+
     func lookup(_ parent: InodeNumber, _ name: [UInt8]) throws(Errno) -> Attributes
     func retain(_ inode: InodeNumber)
     func forget(_ inode: InodeNumber, lookups: UInt64)
@@ -199,8 +206,9 @@ public protocol FileSystemOperations: Sendable {
     func openDirectory(_ inode: InodeNumber) throws(Errno) -> OpenedFile
     /// At most `limit` entries from `offset` on ("." and ".." included, first):
     /// the names as of opening, each with the node it names now (names gone
-    /// since are left out). With `retaining`, one lookup is counted for each
-    /// entry but "." and ".."; the caller forgets those it does not pass on.
+    /// since are left out). With `retaining` (readdirplus), entries may carry
+    /// their node ("." and ".." never do), one lookup counted for each; the
+    /// caller forgets those it does not pass on.
     func readDirectory(_ inode: InodeNumber, handle: UInt64, from offset: UInt64, limit: Int,
                        retaining: Bool) throws(Errno) -> [DirectoryEntry]
     func releaseDirectory(_ handle: UInt64)

@@ -22,6 +22,7 @@ public final class MountedFileSystem: FileSystemOperations {
     let owner: (uid: UInt32, gid: UInt32)
     let core: VisibleMutex<Core>
     let invalidator = VisibleMutex<KernelCacheInvalidator?>(nil)
+    let listingDemand = ListingDemand()
     /// Runs commits and cache invalidations, one at a time; shutdown waits for it.
     let background = DispatchQueue(label: "isofuse.background")
 
@@ -31,6 +32,7 @@ public final class MountedFileSystem: FileSystemOperations {
         let medium = try drive.medium()
         let base = try drive.loadTree(session: options.session)
         owner = (getuid(), getgid())
+        supportsACLs = options.session == nil && !options.readOnly || base.hasACLs
         var core = Core(overlay: Overlay(base: base), medium: medium, reader: try Self.reader(for: drive, medium: medium))
         if options.session == nil && !options.readOnly && (medium.status == .blank || medium.status == .appendable) {
             let directory = if let staging = options.staging {
@@ -62,18 +64,33 @@ public final class MountedFileSystem: FileSystemOperations {
         options.session == nil && !options.readOnly
     }
 
+    /// Whether POSIX ACLs can exist on the mount: the kernel then checks them
+    /// and caches them per inode, but must ask for every file it has not
+    /// cached, if only to learn that it has none (a cold `ls -lR` of 50,000
+    /// files: 50,000 requests). A mount that takes no writes, of a session
+    /// without any ACL, answers them with "not supported" instead, which
+    /// `ls` remembers for the whole filesystem. (The session views in
+    /// `.isofuse/sessions` of such a mount show no ACLs either; mount that
+    /// session with `--session N` to see them.)
+    public let supportsACLs: Bool
+
     // MARK: Nodes
 
     public func lookup(_ parent: InodeNumber, _ name: [UInt8]) throws(Errno) -> Attributes {
-        if let control = try controlLookup(parent, name) { return control }
-        return try core.withLock { core throws(Errno) in
-            let directory = try core.ref(parent)
-            guard core.overlay.kind(directory) == .directory else { throw .notDirectory }
-            guard let child = core.overlay.lookup(name, in: directory) else { throw .noSuchFileOrDirectory }
-            let attributes = core.attributes(of: child)
-            core.inodes.retain(attributes.inode)
-            return attributes
+        let found = if let control = try controlLookup(parent, name) {
+            control
+        } else {
+            try core.withLock { core throws(Errno) in
+                let directory = try core.ref(parent)
+                guard core.overlay.kind(directory) == .directory else { throw .notDirectory }
+                guard let child = core.overlay.lookup(name, in: directory) else { throw .noSuchFileOrDirectory }
+                let attributes = core.attributes(of: child)
+                core.inodes.retain(attributes.inode)
+                return attributes
+            }
         }
+        listingDemand.noteLookup(of: found)
+        return found
     }
 
     public func retain(_ inode: InodeNumber) {
@@ -329,10 +346,7 @@ public final class MountedFileSystem: FileSystemOperations {
             let control = try controlListing(inode, from: offset, limit: limit)
             return try core.withLock { core throws(Errno) in
                 let entries = if let control { control } else { try core.listing(inode, from: offset, limit: limit) }
-                if retaining {
-                    for entry in entries where entry.nextOffset > 2 { core.inodes.retain(entry.attributes.inode) }
-                }
-                return entries
+                return entries.map { entry in handOut(entry, retaining: retaining, &core) }
             }
         }
         return try core.withLock { core throws(Errno) in
@@ -341,16 +355,22 @@ public final class MountedFileSystem: FileSystemOperations {
             let directory = refresh.flatMap { try? core.ref($0) }
             var result: [DirectoryEntry] = []
             for var entry in entries[Int(offset)...] where result.count < limit {
-                let isDot = entry.name == [0x2E] || entry.name == [0x2E, 0x2E]
-                if refresh != nil && !isDot {
+                if refresh != nil && !entry.isDot {
                     guard let directory, let child = core.overlay.lookup(entry.name, in: directory) else { continue }
                     entry.attributes = core.attributes(of: child)
                 }
-                if retaining && !isDot { core.inodes.retain(entry.attributes.inode) }
-                result.append(entry)
+                result.append(handOut(entry, retaining: retaining, &core))
             }
             return result
         }
+    }
+
+    /// An entry as readdir(plus) hands it out: with its node, counted, if that is wanted.
+    private func handOut(_ entry: DirectoryEntry, retaining: Bool, _ core: inout Core) -> DirectoryEntry {
+        var entry = entry
+        entry.carriesNode = retaining && !entry.isDot && listingDemand.wantsNode(of: entry)
+        if entry.carriesNode { core.inodes.retain(entry.attributes.inode) }
+        return entry
     }
 
     public func releaseDirectory(_ handle: UInt64) {
@@ -377,8 +397,13 @@ public final class MountedFileSystem: FileSystemOperations {
     /// filesystem), which halves its requests.
     static let hostLabelName = "security.selinux"
 
+    /// Names answered with "not supported": SELinux labels, and ACLs where the mount has none (`supportsACLs`).
+    func isUnsupported(_ name: String) -> Bool {
+        name == Self.hostLabelName || (!supportsACLs && (name == PosixACL.accessName || name == PosixACL.defaultName))
+    }
+
     public func setExtendedAttribute(_ inode: InodeNumber, _ name: String, _ value: [UInt8], flags: Int32) throws(Errno) {
-        guard name != Self.hostLabelName else { throw .notSupported }
+        guard !isUnsupported(name) else { throw .notSupported }
         try checkNotControl(inode)
         guard !name.hasPrefix("isofs.") else { throw .notPermitted }   // libisofs' own
         try checkWritable()
@@ -393,7 +418,7 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func extendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) -> [UInt8] {
-        guard name != Self.hostLabelName else { throw .notSupported }
+        guard !isUnsupported(name) else { throw .notSupported }
         if let control = try controlExtendedAttribute(inode, name) { return control }
         return try core.withLock { core throws(Errno) in
             guard let value = core.overlay.view(try core.ref(inode)).metadata.extendedAttributes[name] else { throw .noData }
@@ -402,14 +427,14 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     public func extendedAttributeNames(_ inode: InodeNumber) throws(Errno) -> [String] {
-        if let names = try controlExtendedAttributeNames(inode) { return names.filter { $0 != Self.hostLabelName } }
+        if let names = try controlExtendedAttributeNames(inode) { return names.filter { !isUnsupported($0) } }
         return try core.withLock { core throws(Errno) in
-            core.overlay.view(try core.ref(inode)).metadata.extendedAttributes.keys.filter { $0 != Self.hostLabelName }.sorted()
+            core.overlay.view(try core.ref(inode)).metadata.extendedAttributes.keys.filter { !isUnsupported($0) }.sorted()
         }
     }
 
     public func removeExtendedAttribute(_ inode: InodeNumber, _ name: String) throws(Errno) {
-        guard name != Self.hostLabelName else { throw .notSupported }
+        guard !isUnsupported(name) else { throw .notSupported }
         try checkNotControl(inode)
         try checkWritable()
         let now = Timestamp.now()

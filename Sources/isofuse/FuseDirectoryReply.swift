@@ -1,12 +1,12 @@
 // readdir and readdirplus: as many entries as fit in the kernel's buffer,
 // from the offset it asks for.
 //
-// In plus mode every entry carries its attributes and the kernel keeps a
-// reference to its inode: one lookup, counted by the filesystem as it
-// returns the entry (the kernel may forget it at once), and taken back for
-// entries that do not fit or when the reply fails. "." and ".." are never
-// referenced by the kernel (it skips them), so they count nothing and carry
-// inode 0 in their entry.
+// In plus mode an entry that carries its node (the filesystem decides which:
+// see ListingDemand) makes the kernel keep a reference to its inode: one
+// lookup, counted by the filesystem as it returns the entry (the kernel may
+// forget it at once), and taken back for entries that do not fit or when the
+// reply fails. The others, "." and ".." among them, go with node ID 0: the
+// kernel takes their name and type only, and counts nothing.
 
 @preconcurrency import Glibc
 import CFuse3
@@ -25,12 +25,12 @@ enum FuseDirectoryReply {
         var used = 0
         var sent = 0
         for entry in entries {
-            let isDot = entry.name == Array(".".utf8) || entry.name == Array("..".utf8)
             let added = (entry.name + [0]).withUnsafeBytes { name in
                 let name = name.baseAddress!.assumingMemoryBound(to: CChar.self)
                 if plus {
                     var parameters = FuseAttributes.entry(entry.attributes)
-                    if isDot { parameters.ino = 0 }
+                    // Node ID 0: the kernel takes the name and type only.
+                    if !entry.carriesNode { parameters.ino = 0 }
                     return fuse_add_direntry_plus(request.raw, buffer + used, size - used, name, &parameters,
                                                   off_t(entry.nextOffset))
                 } else {
@@ -44,7 +44,7 @@ enum FuseDirectoryReply {
             sent += 1
         }
         let delivered = fuse_reply_buf(request.raw, buffer, used) == 0 ? sent : 0
-        for entry in entries[delivered...] where plus && entry.name != Array(".".utf8) && entry.name != Array("..".utf8) {
+        for entry in entries[delivered...] where entry.carriesNode {
             core.forget(entry.attributes.inode, lookups: 1)
         }
     }

@@ -14,8 +14,9 @@ import SystemPackage
 let fuseOperations: fuse_lowlevel_ops = {
     var ops = fuse_lowlevel_ops()
 
-    ops.`init` = { _, connection in
-        FuseConnection.negotiate(connection!)
+    ops.`init` = { userdata, connection in
+        let context = Unmanaged<FuseContext>.fromOpaque(userdata!).takeUnretainedValue()
+        FuseConnection.negotiate(connection!, acls: context.core.supportsACLs)
     }
     ops.destroy = { userdata in
         Unmanaged<FuseContext>.fromOpaque(userdata!).takeUnretainedValue().shutDownOnce()
@@ -224,17 +225,18 @@ enum FuseConnection {
     /// Largest write request (the kernel's own limit is 1 MiB on 3.14: 256 pages).
     static let maxWrite: UInt32 = 1 << 20
 
-    static func negotiate(_ connection: UnsafeMutablePointer<fuse_conn_info>) {
+    static func negotiate(_ connection: UnsafeMutablePointer<fuse_conn_info>, acls: Bool) {
         // Splice file data straight from the image or a staged file; let open
         // truncate (O_TRUNC) without a separate setattr; always send attributes
         // with directory entries, so `ls -l` needs no lookup per entry.
-        // POSIX ACLs: the kernel checks them and caches them per inode, so
-        // `ls -l` does not ask for system.posix_acl_access again and again; it
-        // leaves the umask to isofuse (DONT_MASK), which does not apply it
-        // under a default ACL, as ext4 does.
+        // POSIX ACLs (where the mount has them): the kernel checks them and
+        // caches them per inode, so `ls -l` does not ask for
+        // system.posix_acl_access again and again; it leaves the umask to
+        // isofuse (DONT_MASK), which does not apply it under a default ACL,
+        // as ext4 does.
         let wanted = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
             | UInt32(FUSE_CAP_ATOMIC_O_TRUNC) | UInt32(FUSE_CAP_READDIRPLUS)
-            | UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_DONT_MASK)
+            | (acls ? UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_DONT_MASK) : 0)
         connection.pointee.want |= wanted & connection.pointee.capable
         connection.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
         connection.pointee.max_write = maxWrite

@@ -115,6 +115,22 @@ struct AccessTests {
         defer { again.cleanUp() }
         #expect(try Self.asNobody(["cat", again.path("secret.txt")]).stdout == "for root only\n")
         #expect(try Shell.check(["getfacl", "-n", again.path("inherits/new.txt")]).stdout.contains("user:\(Self.nobody):rwx"))
+        #expect(try again.unmount().status == 0)
+
+        // A mount that takes no writes checks ACLs where its session has them...
+        let readOnly = try IsofuseMount(image, in: dir, options: ["--read-only", "-o", "allow_other"])
+        defer { readOnly.cleanUp() }
+        #expect(try Self.asNobody(["cat", readOnly.path("secret.txt")]).stdout == "for root only\n")
+        #expect(try Self.asNobody(["cat", readOnly.path("public/../secret.txt")]).status == 0)
+        #expect(try Shell.check(["getfacl", "-n", readOnly.path("secret.txt")]).stdout.contains("user:\(Self.nobody):r--"))
+        #expect(try readOnly.unmount().status == 0)
+        // ...and says "not supported" where it has none (session 1, before the commit), so `ls -l` stops asking.
+        let sessionOne = try IsofuseMount(image, in: dir, options: ["--session", "1", "-o", "allow_other"])
+        defer { sessionOne.cleanUp() }
+        #expect(try Self.asNobody(["cat", sessionOne.path("secret.txt")]).status != 0)
+        let acl = try Shell.run(["getfattr", "-n", "system.posix_acl_access", sessionOne.path("secret.txt")],
+                                environment: IsofuseMount.cLocale)
+        #expect(acl.status != 0 && acl.stderr.contains("Operation not supported"), "\(acl.stderr)")
     }
 
     /// SELinux labels are the host's, not the archive's: "not supported",

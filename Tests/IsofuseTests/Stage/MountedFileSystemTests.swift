@@ -282,6 +282,35 @@ struct MountedSetup {
         #expect(String(decoding: text, as: UTF8.self).contains("read-only"))
     }
 
+    /// readdirplus hands the kernel directories' nodes always, files' only
+    /// past the first 32 entries or for a second after a file was looked up
+    /// (someone stats what they list); each node handed out counts a lookup.
+    @Test func listingsCarryFilesNodesWhereFilesAreLookedUpOrTheDirectoryIsBig() throws {
+        let setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        _ = try setup.fs.makeDirectory(in: rootInode, Array("big".utf8), mode: 0o755, caller: MountedSetup.caller)
+        for index in 0..<40 { try setup.write("/big/file \(index)", []) }
+        func carried(_ path: String) throws -> [String: Bool] {
+            let inode = try setup.inode(path)
+            let directory = try setup.fs.openDirectory(inode)
+            defer { setup.fs.releaseDirectory(directory.handle) }
+            let entries = try setup.fs.readDirectory(inode, handle: directory.handle, from: 0, limit: .max, retaining: true)
+            for entry in entries where entry.carriesNode { setup.fs.forget(entry.attributes.inode, lookups: 1) }
+            return Dictionary(uniqueKeysWithValues: entries.map { (String(decoding: $0.name, as: UTF8.self), $0.carriesNode) })
+        }
+        let root = try carried("/")
+        #expect(root["docs"] == true && root["."] == false && root[".."] == false)
+        #expect(root["random.bin"] == false && root["script.sh"] == false)
+        let big = try carried("/big")
+        #expect(big.filter(\.value).count == 40 - 32, "\(big)")
+
+        _ = try setup.fs.lookup(rootInode, Array("random.bin".utf8))
+        let afterLookup = try carried("/")
+        #expect(afterLookup["random.bin"] == true && afterLookup["script.sh"] == true && afterLookup["."] == false)
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try carried("/")["script.sh"] == false)
+    }
+
     @Test func sessionViewsAndReadOnlyMountsRefuseWrites() throws {
         let setup = try MountedSetup()
         defer { setup.dir.remove() }
