@@ -10,6 +10,9 @@
 //   it is then a node of the new session (`translate`).
 // - Each lookup the kernel is told about counts one; `forget` takes counts
 //   back; at zero the number is dropped (the root never is).
+// - A mount that takes no writes has one tree for its whole life: its nodes
+//   are numbered by their place in it (16 + index), with no table at all.
+//   (Filling the table was most of the daemon's time in a cold `find`.)
 
 import SessionStore
 
@@ -17,10 +20,19 @@ struct InodeTable {
     private var identities: [InodeNumber: NodeRef] = [rootInode: .base(.root)]
     private var numbers: [NodeRef: InodeNumber] = [.base(.root): rootInode]
     private var lookups: [InodeNumber: UInt64] = [:]
-    private var next: InodeNumber = 16
+    private var next: InodeNumber
+    /// The nodes of the fixed tree, if any, numbered 17 ..< 16 + `fixedNodeCount`.
+    private let fixedNodeCount: UInt64
+
+    /// `fixedNodeCount`: the size of a base tree that stays the mount's for good.
+    init(fixedNodeCount: Int = 0) {
+        self.fixedNodeCount = UInt64(fixedNodeCount)
+        next = 16 + UInt64(fixedNodeCount)
+    }
 
     /// The number of the node with this identity, made if needed (with no lookups).
     mutating func number(for identity: NodeRef) -> InodeNumber {
+        if fixedNodeCount > 0, case .base(let id) = identity, id != .root { return 16 + UInt64(id.rawValue) }
         if let number = numbers[identity] { return number }
         let number = next
         next += 1
@@ -29,7 +41,10 @@ struct InodeTable {
         return number
     }
 
-    func identity(of number: InodeNumber) -> NodeRef? { identities[number] }
+    func identity(of number: InodeNumber) -> NodeRef? {
+        if number > 16 && number < 16 + fixedNodeCount { return .base(NodeID(rawValue: UInt32(number - 16))) }
+        return identities[number]
+    }
 
     mutating func retain(_ number: InodeNumber, count: UInt64 = 1) {
         guard identities[number] != nil else { return }

@@ -32,9 +32,10 @@ public final class MountedFileSystem: FileSystemOperations {
         let medium = try drive.medium()
         let base = try drive.loadTree(session: options.session)
         owner = (getuid(), getgid())
-        supportsACLs = options.session == nil && !options.readOnly || base.hasACLs
+        supportsACLs = Self.takesWrites(options) || base.hasACLs
         var core = Core(overlay: Overlay(base: base), medium: medium, reader: try Self.reader(for: drive, medium: medium))
-        if options.session == nil && !options.readOnly && (medium.status == .blank || medium.status == .appendable) {
+        if !Self.takesWrites(options) { core.inodes = InodeTable(fixedNodeCount: base.nodeCount) }
+        if Self.takesWrites(options) && (medium.status == .blank || medium.status == .appendable) {
             let directory = if let staging = options.staging {
                 staging
             } else {
@@ -60,7 +61,9 @@ public final class MountedFileSystem: FileSystemOperations {
     }
 
     /// Whether changes can be staged: not a session view, not read-only, a medium that takes sessions.
-    var isWritable: Bool {
+    var isWritable: Bool { Self.takesWrites(options) }
+
+    static func takesWrites(_ options: MountOptions) -> Bool {
         options.session == nil && !options.readOnly
     }
 

@@ -101,5 +101,11 @@ struct KernelCacheTests {
         let fields = mountinfo.split(separator: "\n").map { $0.split(separator: " ") }
             .first { $0.count > 5 && $0[4] == mount.mountpoint }
         #expect(fields.map { $0[5].split(separator: ",").contains("ro") } == true, "\(options)")
+        // Its nodes are numbered by their place in the tree: a number a node, one for both names of a hard link.
+        var names: [Int?: Set<String>] = [:]
+        for path in try hostTree(mount.mountpoint).keys {
+            names[try MountTests.inode(mount.path(String(path.dropFirst()))), default: []].insert(path)
+        }
+        #expect(names.values.filter { $0.count > 1 } == [["/hardlink-a.txt", "/docs/hardlink-b.txt"]], "\(options)")
     }
 }
