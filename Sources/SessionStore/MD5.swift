@@ -9,10 +9,10 @@ public struct MD5Digest: Hashable, Sendable, CustomStringConvertible {
     private var high: UInt64
     private var low: UInt64
 
-    public init(bytes: [UInt8]) {
+    public init(bytes: some Collection<UInt8>) {
         precondition(bytes.count == 16, "an MD5 digest has 16 bytes")
-        high = bytes[..<8].reduce(0) { $0 << 8 | UInt64($1) }
-        low = bytes[8...].reduce(0) { $0 << 8 | UInt64($1) }
+        high = bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        low = bytes.dropFirst(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     init(_ cBytes: [CChar]) {

@@ -65,7 +65,7 @@ public struct NodeAttributes: Hashable, Sendable {
 }
 
 public struct Tree: Sendable {
-    struct Record: Sendable {
+    struct Record: Sendable, Equatable {
         var parent: UInt32
         /// Directories: first child record; files: first extent; symlinks: target
         /// offset in `bytes`; devices: the low half of the device number.

@@ -1,7 +1,15 @@
 // Copies a libisofs tree into a `Tree`. Runs under the library lock; the
 // libisofs image is dropped afterwards, so only the compact copy stays.
+//
+// In three steps, because the copy of a 1,000,000-file tree took as long as
+// libisofs' own import: the tree's shape is walked in one thread (cheap
+// accessors), each node's details (attributes, extents, MD5, xattrs, which
+// decode the node's AAIP) are read in chunks on every core, and the chunks
+// are joined. ACL texts, rare, are read afterwards in one thread: libisofs
+// may look user names up for them.
 
 import CIsoburn
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,62 +18,128 @@ struct TreeLoader {
     let image: OpaquePointer
     let session: SessionInfo?
     let mediumByteCount: UInt64
+    /// The fewest nodes a thread of the load takes: a small tree is not worth a thread.
+    let minimumChunk: Int
 
-    private var records: [Tree.Record] = []
-    private var bytes: [UInt8] = []
-    private var extents: [Extent] = []
-    private var digests: [MD5Digest] = []
-    private var attributes: [NodeAttributes] = []
-
-    init(image: OpaquePointer, session: SessionInfo?, mediumByteCount: UInt64) {
+    init(image: OpaquePointer, session: SessionInfo?, mediumByteCount: UInt64, minimumChunk: Int = 50_000) {
         self.image = image
         self.session = session
         self.mediumByteCount = mediumByteCount
+        self.minimumChunk = minimumChunk
     }
 
-    /// One child before it gets its place: the libisofs node, its name (owned
-    /// by the node, which outlives the load) and its record.
-    private struct Pending {
+    /// A node in its place: its record as far as the tree's shape goes
+    /// (parent, name, a directory's children, a symlink's target).
+    private struct Placed {
         var node: OpaquePointer
-        var name: UnsafeRawBufferPointer
         var record: Tree.Record
     }
 
-    consuming func load() -> Tree {
+    /// One child before it gets its place: the libisofs node, its name (owned
+    /// by the node, which outlives the load) and its kind.
+    private struct Pending {
+        var node: OpaquePointer
+        var name: UnsafeRawBufferPointer
+        var kind: NodeKind
+    }
+
+    /// The details of a run of placed nodes, with indices into its own side arrays.
+    private struct Details {
+        var records: [Tree.Record] = []
+        var extents: [Extent] = []
+        var digests: [MD5Digest] = []
+        var attributes: [NodeAttributes] = []
+        /// Indices (into `records`) of the nodes whose AAIP holds an ACL.
+        var withACL: [Int] = []
+    }
+
+    /// Nodes handed to the threads of a load. Each thread reads only its own
+    /// run of nodes, through accessors that change nothing shared (they
+    /// allocate, and glibc's malloc is thread-safe), and writes only its own slot.
+    private struct Batch: @unchecked Sendable {
+        let placed: UnsafeBufferPointer<Placed>
+        let image: OpaquePointer
+        let results: UnsafeMutableBufferPointer<Details>
+    }
+
+    func load() -> Tree {
+        var (placed, bytes) = shape()
+        let chunks = max(1, min(sysconf(Int32(_SC_NPROCESSORS_ONLN)), placed.count / minimumChunk))
+        var results = [Details](repeating: Details(), count: chunks)
+        placed.withUnsafeBufferPointer { placedNodes in
+            results.withUnsafeMutableBufferPointer { slots in
+                let batch = Batch(placed: placedNodes, image: image, results: slots)
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    let size = (batch.placed.count + chunks - 1) / chunks
+                    let run = batch.placed[min(chunk * size, batch.placed.count)..<min((chunk + 1) * size, batch.placed.count)]
+                    batch.results[chunk] = Self.details(of: run, image: batch.image)
+                }
+            }
+        }
+        var joined = Details()
+        joined.records.reserveCapacity(placed.count)
+        for part in results {
+            let (extentBase, digestBase, attributeBase) = (joined.extents.count, joined.digests.count, joined.attributes.count)
+            joined.withACL += part.withACL.map { $0 + joined.records.count }
+            for var record in part.records {
+                if record.kind == .regularFile { record.payloadStart += UInt32(extentBase) }
+                if record.digestIndex != .max { record.digestIndex += UInt32(digestBase) }
+                if record.attributesIndex != .max { record.attributesIndex += UInt32(attributeBase) }
+                joined.records.append(record)
+            }
+            joined.extents += part.extents
+            joined.digests += part.digests
+            joined.attributes += part.attributes
+        }
+        results = []
+        for index in joined.withACL {
+            guard let acl = Self.acl(of: placed[index].node) else { continue }
+            if joined.records[index].attributesIndex == .max {
+                joined.records[index].attributesIndex = UInt32(joined.attributes.count)
+                joined.attributes.append(NodeAttributes(acl: acl))
+            } else {
+                joined.attributes[Int(joined.records[index].attributesIndex)].acl = acl
+            }
+        }
+        placed = []
+        let linkGroups = Self.countLinks(&joined.records)
+        return Tree(records: joined.records, bytes: bytes, extents: joined.extents, digests: joined.digests,
+                    attributes: joined.attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
+    }
+
+    /// The nodes in record order, breadth-first: each directory's children are
+    /// appended together, so they are consecutive records. Names and symlink
+    /// targets go to `bytes`.
+    private func shape() -> (placed: [Placed], bytes: [UInt8]) {
         let root = iso_image_get_root(image)!
-        records.append(record(for: root, kind: .directory, parent: 0))
-        // Breadth-first: each directory's children are appended together, so
-        // they are consecutive records.
-        var directories: [(node: OpaquePointer, index: Int)] = [(root, 0)]
+        var placed = [Placed(node: root, record: Self.emptyRecord(kind: .directory, parent: 0))]
+        var bytes: [UInt8] = []
         var next = 0
-        while next < directories.count {
-            let (dirNode, dirIndex) = directories[next]
+        while next < placed.count {
+            let (dirNode, dirIndex) = (placed[next].node, next)
             next += 1
-            let children = uniquelyNamed(pendingChildren(of: dirNode, parent: UInt32(dirIndex)))
-            records[dirIndex].payloadStart = UInt32(records.count)
-            records[dirIndex].payloadCount = UInt32(children.count)
+            guard placed[dirIndex].record.kind == .directory else { continue }
+            let children = uniquelyNamed(pendingChildren(of: dirNode))
+            placed[dirIndex].record.payloadStart = UInt32(placed.count)
+            placed[dirIndex].record.payloadCount = UInt32(children.count)
             for child in children {
-                var record = child.record
+                var record = Self.emptyRecord(kind: child.kind, parent: UInt32(dirIndex))
                 record.nameOffset = UInt32(bytes.count)
                 record.nameLength = UInt16(child.name.count)
                 bytes.append(contentsOf: child.name)
-                if record.kind == .directory {
-                    directories.append((child.node, records.count))
-                } else if record.kind == .symlink {
+                if child.kind == .symlink {
                     let target = cBytes(iso_symlink_get_dest(child.node))
                     record.payloadStart = UInt32(bytes.count)
                     record.payloadCount = UInt32(target.count)
                     bytes.append(contentsOf: target)
                 }
-                records.append(record)
+                placed.append(Placed(node: child.node, record: record))
             }
         }
-        let linkGroups = countLinks()
-        return Tree(records: records, bytes: bytes, extents: extents, digests: digests,
-                    attributes: attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
+        return (placed, bytes)
     }
 
-    private mutating func pendingChildren(of dir: OpaquePointer, parent: UInt32) -> [Pending] {
+    private func pendingChildren(of dir: OpaquePointer) -> [Pending] {
         var iterator: OpaquePointer?
         guard iso_dir_get_children(dir, &iterator) == 1, let iterator else { return [] }
         defer { iso_dir_iter_free(iterator) }
@@ -74,8 +148,8 @@ struct TreeLoader {
         while iso_dir_iter_next(iterator, &child) == 1, let node = child {
             guard let cName = iso_node_get_name(node) else { continue }
             let name = UnsafeRawBufferPointer(start: cName, count: strlen(cName))
-            guard Self.isUsable(name), let kind = kind(of: node) else { continue }
-            children.append(Pending(node: node, name: name, record: record(for: node, kind: kind, parent: parent)))
+            guard Self.isUsable(name), let kind = Self.kind(of: node) else { continue }
+            children.append(Pending(node: node, name: name, kind: kind))
         }
         return children
     }
@@ -100,7 +174,7 @@ struct TreeLoader {
             && !name.contains(0x2F)
     }
 
-    private func kind(of node: OpaquePointer) -> NodeKind? {
+    private static func kind(of node: OpaquePointer) -> NodeKind? {
         let type = iso_node_get_type(node)
         if type == LIBISO_DIR { return .directory }
         if type == LIBISO_FILE { return .regularFile }
@@ -118,45 +192,64 @@ struct TreeLoader {
         return nil
     }
 
-    private mutating func record(for node: OpaquePointer, kind: NodeKind, parent: UInt32) -> Tree.Record {
-        var record = Tree.Record(
-            parent: parent, payloadStart: 0, payloadCount: 0, nameOffset: 0, nameLength: 0,
-            kind: kind, isFiltered: false, mode: UInt32(iso_node_get_mode(node)),
-            uid: UInt32(iso_node_get_uid(node)), gid: UInt32(iso_node_get_gid(node)),
-            inode: 0, nlink: 1, digestIndex: .max, attributesIndex: .max, size: 0,
-            atime: Int64(iso_node_get_atime(node)), mtime: Int64(iso_node_get_mtime(node)),
-            ctime: Int64(iso_node_get_ctime(node)))
-        switch kind {
-        case .regularFile: addFileContent(of: node, to: &record)
-        case .characterDevice, .blockDevice:
-            let device = UInt64(iso_special_get_dev(node))
-            record.payloadStart = UInt32(truncatingIfNeeded: device)
-            record.payloadCount = UInt32(truncatingIfNeeded: device >> 32)
-        default: break
-        }
-        if let extra = loadAttributes(of: node) {
-            record.attributesIndex = UInt32(attributes.count)
-            attributes.append(extra)
-        }
-        return record
+    private static func emptyRecord(kind: NodeKind, parent: UInt32) -> Tree.Record {
+        Tree.Record(parent: parent, payloadStart: 0, payloadCount: 0, nameOffset: 0, nameLength: 0, kind: kind,
+                    isFiltered: false, mode: 0, uid: 0, gid: 0, inode: 0, nlink: 1, digestIndex: .max,
+                    attributesIndex: .max, size: 0, atime: 0, mtime: 0, ctime: 0)
     }
 
-    private mutating func addFileContent(of file: OpaquePointer, to record: inout Tree.Record) {
+    /// Each node's record completed from the node (run on any thread: see `Batch`).
+    private static func details(of run: Slice<UnsafeBufferPointer<Placed>>, image: OpaquePointer) -> Details {
+        var details = Details()
+        details.records.reserveCapacity(run.count)
+        for placed in run {
+            let node = placed.node
+            var record = placed.record
+            record.mode = UInt32(iso_node_get_mode(node))
+            record.uid = UInt32(iso_node_get_uid(node))
+            record.gid = UInt32(iso_node_get_gid(node))
+            record.atime = Int64(iso_node_get_atime(node))
+            record.mtime = Int64(iso_node_get_mtime(node))
+            record.ctime = Int64(iso_node_get_ctime(node))
+            switch record.kind {
+            case .regularFile: addFileContent(of: node, image: image, to: &record, &details)
+            case .characterDevice, .blockDevice:
+                let device = UInt64(iso_special_get_dev(node))
+                record.payloadStart = UInt32(truncatingIfNeeded: device)
+                record.payloadCount = UInt32(truncatingIfNeeded: device >> 32)
+            default: break
+            }
+            let (xattrs, hasACL) = extendedAttributes(of: node)
+            if !xattrs.isEmpty {
+                record.attributesIndex = UInt32(details.attributes.count)
+                details.attributes.append(NodeAttributes(xattrs: xattrs))
+            }
+            if hasACL { details.withACL.append(details.records.count) }
+            details.records.append(record)
+        }
+        return details
+    }
+
+    private static func addFileContent(of file: OpaquePointer, image: OpaquePointer, to record: inout Tree.Record,
+                                       _ details: inout Details) {
         record.size = UInt64(clamping: iso_file_get_size(file))
         var count: Int32 = 0
         var sections: UnsafeMutablePointer<iso_file_section>?
         if iso_file_get_old_image_sections(file, &count, &sections, 0) == 1, let sections {
-            record.payloadStart = UInt32(extents.count)
+            record.payloadStart = UInt32(details.extents.count)
             record.payloadCount = UInt32(clamping: count)
             for i in 0..<Int(record.payloadCount) {
-                extents.append(Extent(block: sections[i].block, byteCount: sections[i].size))
+                details.extents.append(Extent(block: sections[i].block, byteCount: sections[i].size))
             }
             free(sections)
         }
-        var md5 = [CChar](repeating: 0, count: 16)
-        if iso_file_get_md5(image, file, &md5, 0) == 1 {
-            record.digestIndex = UInt32(digests.count)
-            digests.append(MD5Digest(md5))
+        // On the stack: an array would be an allocation for every file.
+        let digest = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16) { md5 -> MD5Digest? in
+            iso_file_get_md5(image, file, md5.baseAddress, 0) == 1 ? MD5Digest(bytes: UnsafeRawBufferPointer(md5)) : nil
+        }
+        if let digest {
+            record.digestIndex = UInt32(details.digests.count)
+            details.digests.append(digest)
         }
         if let stream = iso_file_get_stream(file) {
             record.isFiltered = isofuse_stream_is_filtered(stream) != 0
@@ -166,9 +259,9 @@ struct TreeLoader {
         }
     }
 
-    /// xattrs other than libisofs' internal `isofs.*`, and ACLs; nil when there are none.
-    private func loadAttributes(of node: OpaquePointer) -> NodeAttributes? {
-        var result = NodeAttributes()
+    /// xattrs other than libisofs' internal `isofs.*`, and whether the node has an ACL.
+    private static func extendedAttributes(of node: OpaquePointer) -> (xattrs: [String: [UInt8]], hasACL: Bool) {
+        var xattrs: [String: [UInt8]] = [:]
         var count = 0
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
         var lengths: UnsafeMutablePointer<Int>?
@@ -186,28 +279,31 @@ struct TreeLoader {
                 }
                 let name = String(cString: cName)
                 guard !name.hasPrefix("isofs.") else { continue }
-                result.xattrs[name] = UnsafeRawBufferPointer(start: value, count: length).map { $0 }
+                xattrs[name] = UnsafeRawBufferPointer(start: value, count: length).map { $0 }
             }
             iso_node_get_attrs(nil, &count, &names, &lengths, &values, 1 << 15)
         }
+        return (xattrs, hasACL)
+    }
+
+    /// A node's ACLs; nil when it has neither an access nor a default ACL.
+    private static func acl(of node: OpaquePointer) -> ACLText? {
         var access: UnsafeMutablePointer<CChar>?, defaultACL: UnsafeMutablePointer<CChar>?
         // bit4: no access ACL gives nil instead of one made from the mode bits.
-        if hasACL, iso_node_get_acl_text(node, &access, &defaultACL, 1 << 4) == 1 {
-            let acl = ACLText(access: access.map { String(cString: $0) },
-                              default: defaultACL.map { String(cString: $0) })
-            if acl.access != nil || acl.default != nil { result.acl = acl }
-            iso_node_get_acl_text(node, &access, &defaultACL, 1 << 15)
-        }
-        return result.xattrs.isEmpty && result.acl == nil ? nil : result
+        guard iso_node_get_acl_text(node, &access, &defaultACL, 1 << 4) == 1 else { return nil }
+        defer { iso_node_get_acl_text(node, &access, &defaultACL, 1 << 15) }
+        let acl = ACLText(access: access.map { String(cString: $0) }, default: defaultACL.map { String(cString: $0) })
+        return acl.access != nil || acl.default != nil ? acl : nil
     }
 
     /// Hard-link counts: names sharing an inode are one file; a directory has
     /// its own entry, its "." and one ".." per subdirectory.
     /// Returns the names of each file that has several.
-    private mutating func countLinks() -> [UInt32: [NodeID]] {
+    private static func countLinks(_ records: inout [Tree.Record]) -> [UInt32: [NodeID]] {
         // Counted first, so that only the inodes of hard links get a list of
         // names (a list for every file is an allocation for every file).
         var namesPerInode: [UInt32: UInt32] = [:]
+        namesPerInode.reserveCapacity(records.count)
         for r in records where r.kind != .directory && r.inode != 0 {
             namesPerInode[r.inode, default: 0] += 1
         }
