@@ -67,7 +67,8 @@ public struct ChangeSet: Sendable {
         /// Entries added from the same host file with equal metadata become hard links.
         case file(FilePath)
         case directory
-        case symlink(target: String)
+        /// The target's bytes, as readlink(2) gives them.
+        case symlink(target: [UInt8])
         case fifo
     }
 
@@ -75,12 +76,12 @@ public struct ChangeSet: Sendable {
         /// Adds an entry at an absolute path. An existing entry there is
         /// replaced, except that a directory added over a directory keeps its
         /// contents and only takes the new metadata.
-        case add(path: String, content: Content, metadata: Metadata)
+        case add(path: MediumPath, content: Content, metadata: Metadata)
         /// Removes an entry (a directory with everything below it).
-        case remove(path: String)
+        case remove(path: MediumPath)
         /// Moves an entry, replacing what is at the destination (as rename(2) does).
-        case rename(from: String, to: String)
-        case update(path: String, change: MetadataChange)
+        case rename(from: MediumPath, to: MediumPath)
+        case update(path: MediumPath, change: MetadataChange)
     }
 
     public var operations: [Operation]

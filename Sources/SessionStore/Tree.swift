@@ -171,15 +171,21 @@ public struct Tree: Sendable {
 
     public func nameBytes(of node: NodeID) -> ArraySlice<UInt8> { nameBytes(records[node.index]) }
 
-    /// The absolute path of a node ("/" for the root).
+    /// The absolute path of a node ("/" for the root), for people: names
+    /// that are not UTF-8 show with replacement characters.
     public func path(of node: NodeID) -> String {
-        var components: [String] = []
+        mediumPath(of: node).description
+    }
+
+    /// The absolute path of a node, byte for byte.
+    public func mediumPath(of node: NodeID) -> MediumPath {
+        var components: [ArraySlice<UInt8>] = []
         var current = node
         while current != .root {
-            components.append(name(of: current))
+            components.append(nameBytes(of: current))
             current = parent(of: current)
         }
-        return "/" + components.reversed().joined(separator: "/")
+        return components.reversed().reduce(MediumPath.root) { $0.appending($1) }
     }
 
     public func kind(of node: NodeID) -> NodeKind { records[node.index].kind }
@@ -197,12 +203,12 @@ public struct Tree: Sendable {
             isFiltered: r.isFiltered)
     }
 
-    /// The symlink's target; nil for other kinds.
-    public func symlinkTarget(of node: NodeID) -> String? {
+    /// The symlink's target, its bytes as recorded; nil for other kinds.
+    public func symlinkTarget(of node: NodeID) -> [UInt8]? {
         let r = records[node.index]
         guard r.kind == .symlink else { return nil }
         let start = Int(r.payloadStart)
-        return String(decoding: bytes[start..<start + Int(r.payloadCount)], as: UTF8.self)
+        return Array(bytes[start..<start + Int(r.payloadCount)])
     }
 
     /// Where a regular file's content lies on the medium, in file order.

@@ -27,9 +27,9 @@ struct TreeEditor {
 
     // MARK: Operations
 
-    private func add(_ path: String, _ content: ChangeSet.Content, _ metadata: Metadata) throws(IsofuseError) {
+    private func add(_ path: MediumPath, _ content: ChangeSet.Content, _ metadata: Metadata) throws(IsofuseError) {
         let (parent, name) = try parentAndName(of: path)
-        if let existing = child(name, of: parent) {
+        if let existing = try child(name, of: parent) {
             if content == .directory && iso_node_get_type(existing) == LIBISO_DIR {
                 try update(existing, MetadataChange(metadata))
                 return
@@ -37,11 +37,13 @@ struct TreeEditor {
             iso_node_remove(existing)
         }
         var node: OpaquePointer?
-        let ret: Int32 = switch content {
-        case .file(let hostPath): iso_tree_add_new_node(image, parent, name, hostPath.string, &node)
-        case .directory: iso_image_add_new_dir(image, parent, name, &node)
-        case .symlink(let target): iso_image_add_new_symlink(image, parent, name, target, &node)
-        case .fifo: iso_image_add_new_special(image, parent, name, S_IFIFO | mode_t(metadata.permissions), 0, &node)
+        let ret: Int32 = try withCString(name) { name throws(IsofuseError) in
+            switch content {
+            case .file(let hostPath): iso_tree_add_new_node(image, parent, name, hostPath.string, &node)
+            case .directory: iso_image_add_new_dir(image, parent, name, &node)
+            case .symlink(let target): try withCString(target) { iso_image_add_new_symlink(image, parent, name, $0, &node) }
+            case .fifo: iso_image_add_new_special(image, parent, name, S_IFIFO | mode_t(metadata.permissions), 0, &node)
+            }
         }
         guard ret >= 0, let node else {
             throw IsofuseError(content.isHostFile ? .hostIO : .library, "cannot add \(path): \(isoErrorText(ret))")
@@ -53,19 +55,19 @@ struct TreeEditor {
         try update(node, MetadataChange(metadata))
     }
 
-    private func rename(_ from: String, _ to: String) throws(IsofuseError) {
+    private func rename(_ from: MediumPath, _ to: MediumPath) throws(IsofuseError) {
         let node = try node(at: from, forRemoval: true)
-        guard !(to + "/").hasPrefix(Self.normalized(from) + "/") || Self.normalized(from) == Self.normalized(to) else {
+        guard !to.components.starts(with: from.components) || to.components == from.components else {
             throw IsofuseError(.invalidArgument, "cannot move \(from) into itself (\(to))")
         }
         let (parent, name) = try parentAndName(of: to)
-        if let existing = child(name, of: parent) {
+        if let existing = try child(name, of: parent) {
             if existing == node { return }
             iso_node_remove(existing)
         }
         // take: the parent's reference becomes ours; add: ours becomes the new parent's.
         var ret = iso_node_take(node)
-        if ret >= 0 { ret = iso_image_set_node_name(image, node, name, 0) }
+        if ret >= 0 { ret = try withCString(name) { iso_image_set_node_name(image, node, $0, 0) } }
         if ret >= 0 { ret = iso_dir_add_node(parent, node, ISO_REPLACE_NEVER) }
         if ret < 0 {
             iso_node_unref(node)
@@ -111,9 +113,9 @@ struct TreeEditor {
 
     // MARK: Paths
 
-    private func node(at path: String, forRemoval: Bool = false) throws(IsofuseError) -> OpaquePointer {
+    private func node(at path: MediumPath, forRemoval: Bool = false) throws(IsofuseError) -> OpaquePointer {
         var node: OpaquePointer?
-        guard iso_image_path_to_node(image, path, &node) == 1, let node else {
+        guard try withCString(path.bytes, { iso_image_path_to_node(image, $0, &node) }) == 1, let node else {
             throw IsofuseError(.notFound, "\(path) does not exist in the newest session")
         }
         if forRemoval && node == iso_image_get_root(image) {
@@ -122,20 +124,19 @@ struct TreeEditor {
         return node
     }
 
-    private func child(_ name: String, of dir: OpaquePointer) -> OpaquePointer? {
+    private func child(_ name: ArraySlice<UInt8>, of dir: OpaquePointer) throws(IsofuseError) -> OpaquePointer? {
         var node: OpaquePointer?
-        return iso_image_dir_get_node(image, dir, name, &node, 0) == 1 ? node : nil
+        return try withCString(name) { iso_image_dir_get_node(image, dir, $0, &node, 0) } == 1 ? node : nil
     }
 
-    /// The directory that holds `path`, and the last component (checked to be recordable).
-    private func parentAndName(of path: String) throws(IsofuseError) -> (OpaquePointer, String) {
-        let components = path.split(separator: "/", omittingEmptySubsequences: true)
-        guard let last = components.last else {
+    /// The directory that holds `path`, and the last name (checked to be recordable).
+    private func parentAndName(of path: MediumPath) throws(IsofuseError) -> (OpaquePointer, ArraySlice<UInt8>) {
+        let components = path.components
+        guard let name = components.last else {
             throw IsofuseError(.invalidArgument, "'\(path)' names the root directory")
         }
-        let name = String(last)
         try Self.checkName(name, in: path)
-        let parent = try node(at: "/" + components.dropLast().joined(separator: "/"))
+        let parent = try node(at: components.dropLast().reduce(MediumPath.root) { $0.appending($1) })
         guard iso_node_get_type(parent) == LIBISO_DIR else {
             throw IsofuseError(.notFound, "the parent of \(path) is not a directory")
         }
@@ -143,17 +144,13 @@ struct TreeEditor {
     }
 
     /// Rock Ridge records names of up to 255 bytes; longer ones libisofs would truncate.
-    static func checkName(_ name: String, in path: String) throws(IsofuseError) {
-        guard name != ".", name != "..", !name.contains("\0") else {
-            throw IsofuseError(.invalidArgument, "'\(name)' cannot be a name on the medium (\(path))")
+    static func checkName(_ name: some Collection<UInt8>, in path: MediumPath) throws(IsofuseError) {
+        guard !name.elementsEqual([0x2E]), !name.elementsEqual([0x2E, 0x2E]), !name.contains(0) else {
+            throw IsofuseError(.invalidArgument, "'\(String(decoding: name, as: UTF8.self))' cannot be a name on the medium (\(path))")
         }
-        guard name.utf8.count <= 255 else {
-            throw IsofuseError(.invalidArgument, "the name in \(path) is \(name.utf8.count) bytes long; the medium takes 255")
+        guard name.count <= 255 else {
+            throw IsofuseError(.invalidArgument, "the name in \(path) is \(name.count) bytes long; the medium takes 255")
         }
-    }
-
-    private static func normalized(_ path: String) -> String {
-        "/" + path.split(separator: "/").joined(separator: "/")
     }
 }
 

@@ -39,7 +39,7 @@ struct CommitPlanner {
 
     /// A node of the merged view, in walk order, with its new path.
     private struct Visit {
-        var path: String
+        var path: MediumPath
         var ref: NodeRef            // resolved
         var reused: NodeID?         // the base node it keeps, if any
         var moved: Bool
@@ -54,18 +54,18 @@ struct CommitPlanner {
 
         // 1. Into limbo, deepest first.
         let limbo = limboPath()
-        var limboNames: [NodeID: String] = [:]
+        var limboNames: [NodeID: MediumPath] = [:]
         if !moved.isEmpty {
             operations.append(.add(path: limbo, content: .directory, metadata: overlay.view(.base(.root)).metadata))
             for (index, node) in moved.sorted(by: { depth(of: $0) > depth(of: $1) }).enumerated() {
-                limboNames[node] = "\(limbo)/\(index)"
-                operations.append(.rename(from: base.path(of: node), to: limboNames[node]!))
+                limboNames[node] = limbo.appending(String(index).utf8)
+                operations.append(.rename(from: base.mediumPath(of: node), to: limboNames[node]!))
             }
         }
-        func currentPath(_ node: NodeID) -> String {
+        func currentPath(_ node: NodeID) -> MediumPath {
             if let inLimbo = limboNames[node] { return inLimbo }
-            if node == .root { return "" }
-            return currentPath(base.parent(of: node)) + "/" + base.name(of: node)
+            if node == .root { return .root }
+            return currentPath(base.parent(of: node)).appending(base.nameBytes(of: node))
         }
 
         // 2. What is gone: children of materialized directories' base nodes that
@@ -88,7 +88,7 @@ struct CommitPlanner {
             }
             guard case .upper(let id) = visit.ref, let node = state.nodes[id] else { continue }
             if visit.reused != nil {
-                operations.append(.update(path: visit.path.isEmpty ? "/" : visit.path, change: change(from: node)))
+                operations.append(.update(path: visit.path, change: change(from: node)))
                 if !visit.moved { plan.changed += 1 }
             } else {
                 operations.append(.add(path: visit.path, content: content(of: node), metadata: node.metadata))
@@ -113,7 +113,7 @@ struct CommitPlanner {
             while holdsChanges.insert(node).inserted && node != .root { node = base.parent(of: node) }
         }
         var visits: [Visit] = []
-        func visit(_ raw: NodeRef, path: String, parentOrigin: NodeID?, name: Name) {
+        func visit(_ raw: NodeRef, path: MediumPath, parentOrigin: NodeID?, name: Name) {
             let ref = overlay.resolve(raw)
             let reused = reusedBaseNode(ref)
             var moved = false
@@ -124,11 +124,10 @@ struct CommitPlanner {
             guard overlay.kind(ref) == .directory else { return }
             if case .base(let id) = ref, !holdsChanges.contains(id) { return }
             for entry in overlay.listing(of: ref) {
-                visit(entry.ref, path: path + "/" + String(decoding: entry.name, as: UTF8.self),
-                      parentOrigin: reused, name: entry.name)
+                visit(entry.ref, path: path.appending(entry.name), parentOrigin: reused, name: entry.name)
             }
         }
-        visit(.base(.root), path: "", parentOrigin: nil, name: [])
+        visit(.base(.root), path: .root, parentOrigin: nil, name: [])
         return visits
     }
 
@@ -155,10 +154,10 @@ struct CommitPlanner {
     }
 
     /// A name for limbo that the base tree does not use.
-    private func limboPath() -> String {
+    private func limboPath() -> MediumPath {
         var name = ".isofuse-limbo"
         while base.lookup(name, in: .root) != nil { name += "_" }
-        return "/" + name
+        return MediumPath.root.appending(name.utf8)
     }
 
     // MARK: Content and metadata
@@ -166,7 +165,7 @@ struct CommitPlanner {
     private func content(of node: UpperNode) -> ChangeSet.Content {
         switch node.kind {
         case .directory: return .directory
-        case .symlink: return .symlink(target: String(decoding: node.target ?? [], as: UTF8.self))
+        case .symlink: return .symlink(target: node.target ?? [])
         case .fifo: return .fifo
         default:
             // Files that are not reused have staged content (see `reusedBaseNode`).

@@ -97,7 +97,7 @@ extension MountedFileSystem {
             guard Int(node.rawValue) < tree.nodeCount else { throw .noSuchFileOrDirectory }
             let info = tree.info(of: node)
             return Attributes(inode: inode, mode: info.mode, nlink: info.nlink, uid: info.uid, gid: info.gid,
-                              size: info.kind == .symlink ? UInt64(tree.symlinkTarget(of: node)?.utf8.count ?? 0) : info.size,
+                              size: info.kind == .symlink ? UInt64(tree.symlinkTarget(of: node)?.count ?? 0) : info.size,
                               rdev: info.rdev, accessTime: info.accessTime, modificationTime: info.modificationTime,
                               changeTime: info.changeTime, isImmutable: true)
         }
@@ -132,7 +132,7 @@ extension MountedFileSystem {
             return Array(String(core.withLock { $0.medium.sessions.count }).utf8)
         }
         guard let (session, node) = SessionViewInode.decode(inode), let tree = try? sessionTree(session) else { return nil }
-        return tree.symlinkTarget(of: node).map { Array($0.utf8) }
+        return tree.symlinkTarget(of: node)
     }
 
     /// `touch commit`, `touch discard`: the times change.

@@ -162,7 +162,6 @@ public final class MountedFileSystem: FileSystemOperations {
 
     public func makeSymlink(in parent: InodeNumber, _ name: [UInt8], target: [UInt8], caller: Caller) throws(Errno) -> Attributes {
         guard !target.isEmpty, target.count <= 4095 else { throw .fileNameTooLong }
-        guard String(validating: target, as: UTF8.self) != nil else { throw .illegalByteSequence }
         return try create(.symlink, in: parent, name, mode: 0o777, caller: caller, target: target)
     }
 

@@ -153,7 +153,7 @@ public struct Overlay: Sendable {
                                     accessTime: info.accessTime, modificationTime: info.modificationTime,
                                     changeTime: info.changeTime, xattrs: attributes.xattrs, acl: attributes.acl)
             return NodeView(kind: info.kind, metadata: metadata, size: info.size, nlink: info.nlink, rdev: info.rdev,
-                            target: base.symlinkTarget(of: id).map { Array($0.utf8) }, isBase: true)
+                            target: base.symlinkTarget(of: id), isBase: true)
         case .upper(let id):
             let node = state.nodes[id]!
             let nlink = node.kind == .directory ? 2 + subdirectoryCount(of: id, origin: node.origin) : node.nlink
@@ -381,13 +381,12 @@ public struct Overlay: Sendable {
         guard kind(ref) == .directory else { throw .notDirectory }
     }
 
-    /// Names the medium can record: UTF-8 (Rock Ridge names are written as
-    /// UTF-8), at most 255 bytes, no "/" or NUL.
+    /// Names the medium can record: at most 255 bytes, no "/" or NUL. Any
+    /// other bytes go (Rock Ridge names are bytes, written as given).
     static func check(_ name: Name) throws(Errno) {
         guard !name.isEmpty, name != [0x2E], name != [0x2E, 0x2E],
               !name.contains(0x2F), !name.contains(0) else { throw .invalidArgument }
         guard name.count <= 255 else { throw .fileNameTooLong }
-        guard String(validating: name, as: UTF8.self) != nil else { throw .illegalByteSequence }
     }
 }
 

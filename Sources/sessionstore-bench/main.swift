@@ -46,12 +46,12 @@ case "append":
         let content: ChangeSet.Content
         switch attributes[.type] as? FileAttributeType {
         case .typeDirectory: content = .directory
-        case .typeSymbolicLink: content = .symlink(target: try FileManager.default.destinationOfSymbolicLink(atPath: host + "/" + relative))
+        case .typeSymbolicLink: content = .symlink(target: Array(try FileManager.default.destinationOfSymbolicLink(atPath: host + "/" + relative).utf8))
         default:
             content = .file(FilePath(host + "/" + relative))
             bytes += attributes[.size] as? UInt64 ?? 0
         }
-        operations.append(.add(path: "/bench/" + relative, content: content,
+        operations.append(.add(path: MediumPath("/bench/" + relative), content: content,
                                metadata: Metadata(permissions: 0o644, uid: 0, gid: 0, accessTime: now,
                                                   modificationTime: now, changeTime: now)))
     }

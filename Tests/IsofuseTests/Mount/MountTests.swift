@@ -168,6 +168,49 @@ struct MountTests {
 
     // MARK: 4. Writes during a commit
 
+    /// Rock Ridge names are bytes: names and symlink targets that are not
+    /// UTF-8 (Latin-1 from old discs, or given through the mount) are removed,
+    /// moved, added and written back byte for byte (a commit failed with
+    /// "does not exist in the newest session" when a path was decoded as UTF-8).
+    @Test func namesThatAreNotUTF8AreCommittedByteForByte() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let source = dir.url("source"), expected = dir.url("expected"), image = dir.url("latin1.iso")
+        // é, ü, ï and ÿ in Latin-1: none of them UTF-8 on its own.
+        let latin1 = #"e=$(printf '\351') u=$(printf '\374') i=$(printf '\357') y=$(printf '\377'); "#
+        try Self.shCheck(["sh", "-c", latin1 + """
+            mkdir -p "$1/d$u" && printf x > "$1/caf$e.txt" && printf y > "$1/d$u/na${i}ve" \
+            && printf z > "$1/keep.txt" && ln -s "caf$e.txt" "$1/link"
+            """, "sh", source])
+        try Self.shCheck(["xorriso", "-no_rc", "-md5", "on", "-outdev", "stdio:" + image, "-map", source, "/", "-commit"])
+        let changes = latin1 + """
+            rm "$1/caf$e.txt" && mv "$1/d$u/na${i}ve" "$1/moved$e" && printf n > "$1/new$y.txt" \
+            && ln -s "tar${e}get" "$1/d$u/link$y"
+            """
+        try Self.shCheck(["cp", "-a", source, expected])
+        try Self.shCheck(["sh", "-c", changes, "sh", expected])
+
+        let mount = try IsofuseMount(image, in: dir)
+        defer { mount.cleanUp() }
+        try Self.shCheck(["sh", "-c", changes, "sh", mount.mountpoint])
+        let commit = try mount.commit()
+        #expect(commit.status == 0, "\(commit.stderr)")
+        try #require(try mount.unmount().status == 0)
+
+        // Names, types and link targets, as octal escapes (a lossy decoding would hide a wrong byte).
+        func shape(_ root: String) throws -> String {
+            try Shell.check(["sh", "-c", "cd \"$1\" && find . -printf '%p %y %l\\n' | LC_ALL=C sort | od -An -c", "sh", root],
+                            environment: IsofuseMount.cLocale).stdout
+        }
+        let extracted = dir.url("extracted")
+        try Xorriso.extract(image: image, path: "/", to: extracted)
+        #expect(try shape(extracted) == (try shape(expected)))
+        let remounted = try mount.remount()
+        defer { remounted.cleanUp() }
+        #expect(try shape(remounted.mountpoint) == (try shape(expected)))
+        #expect(try Xorriso.checkMD5(image: image))
+    }
+
     @Test func aFileWrittenDuringACommitLandsInTheNextSession() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

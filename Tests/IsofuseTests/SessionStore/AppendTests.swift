@@ -58,13 +58,13 @@ import Testing
         let changes = ChangeSet([
             .add(path: "/new", content: .directory, metadata: Self.metadata(0o755)),
             .add(path: "/new/data.bin", content: .file(data), metadata: Self.metadata(0o640)),
-            .add(path: "/new/link", content: .symlink(target: "data.bin"), metadata: Self.metadata(0o777)),
+            .add(path: "/new/link", content: .symlink(target: Array("data.bin".utf8)), metadata: Self.metadata(0o777)),
             .add(path: "/new/pipe", content: .fifo, metadata: Self.metadata(0o600)),
             .add(path: "/hl1", content: .file(linked), metadata: Self.metadata(0o644)),
             .add(path: "/new/hl2", content: .file(linked), metadata: Self.metadata(0o644)),
-            .remove(path: removed),
-            .rename(from: movedDir, to: "/new/moved"),
-            .update(path: chmodded, change: MetadataChange(permissions: 0o751, uid: 4242, modificationTime: Timestamp(seconds: 1_600_000_000),
+            .remove(path: MediumPath(removed)),
+            .rename(from: MediumPath(movedDir), to: "/new/moved"),
+            .update(path: MediumPath(chmodded), change: MetadataChange(permissions: 0o751, uid: 4242, modificationTime: Timestamp(seconds: 1_600_000_000),
                                                            setXattrs: ["user.test": Array("value".utf8)])),
         ], volumeID: "FOUR")
 
@@ -159,7 +159,7 @@ import Testing
         let before = try Data(contentsOf: URL(fileURLWithPath: setup.fixture.image))
         let cases: [(ChangeSet, IsofuseError.Code)] = [
             (ChangeSet([.remove(path: "/does/not/exist")]), .notFound),
-            (ChangeSet([.add(path: "/" + String(repeating: "n", count: 256), content: .directory, metadata: Self.metadata(0o755))]), .invalidArgument),
+            (ChangeSet([.add(path: MediumPath("/" + String(repeating: "n", count: 256)), content: .directory, metadata: Self.metadata(0o755))]), .invalidArgument),
             (ChangeSet([.add(path: "/x", content: .file(FilePath(setup.dir.url("missing"))), metadata: Self.metadata(0o644))]), .hostIO),
             (ChangeSet([.update(path: "/", change: MetadataChange(setXattrs: ["isofs.cx": [1]]))]), .invalidArgument),
         ]

@@ -102,7 +102,7 @@ extension EntryShape {
     init(_ tree: Tree, _ node: NodeID) {
         let info = tree.info(of: node)
         self.init(type: Self.type(of: info.kind), permissions: info.permissions, uid: info.uid, gid: info.gid,
-                  size: info.kind == .regularFile ? info.size : nil, linkTarget: tree.symlinkTarget(of: node))
+                  size: info.kind == .regularFile ? info.size : nil, linkTarget: tree.symlinkTarget(of: node).map { String(decoding: $0, as: UTF8.self) })
     }
 }
 
