@@ -277,9 +277,9 @@ struct TreeLoader {
                     hasACL = true
                     continue
                 }
-                let name = String(cString: cName)
-                guard !name.hasPrefix("isofs.") else { continue }
-                xattrs[name] = UnsafeRawBufferPointer(start: value, count: length).map { $0 }
+                // Checked before a String is made: every file of an image with MD5s has "isofs.cx".
+                guard strncmp(cName, "isofs.", 6) != 0 else { continue }
+                xattrs[String(cString: cName)] = UnsafeRawBufferPointer(start: value, count: length).map { $0 }
             }
             iso_node_get_attrs(nil, &count, &names, &lengths, &values, 1 << 15)
         }
@@ -300,24 +300,34 @@ struct TreeLoader {
     /// its own entry, its "." and one ".." per subdirectory.
     /// Returns the names of each file that has several.
     private static func countLinks(_ records: inout [Tree.Record]) -> [UInt32: [NodeID]] {
-        // Counted first, so that only the inodes of hard links get a list of
-        // names (a list for every file is an allocation for every file).
-        var namesPerInode: [UInt32: UInt32] = [:]
-        namesPerInode.reserveCapacity(records.count)
-        for r in records where r.kind != .directory && r.inode != 0 {
-            namesPerInode[r.inode, default: 0] += 1
-        }
-        var names: [UInt32: [NodeID]] = [:]
+        // The files' (inode, index) pairs, sorted, put the names of an inode
+        // side by side: a dictionary of every inode cost 0.2 s for a million
+        // files, where the sort, of numbers mostly in order already, is cheap.
+        var byInode: [UInt64] = []
+        byInode.reserveCapacity(records.count)
         for i in records.indices {
             if records[i].kind == .directory {
                 let start = Int(records[i].payloadStart)
                 let subdirectories = records[start..<start + Int(records[i].payloadCount)]
                     .lazy.filter { $0.kind == .directory }.count
                 records[i].nlink = 2 + UInt32(subdirectories)
-            } else if records[i].inode != 0, let count = namesPerInode[records[i].inode] {
-                records[i].nlink = count
-                if count > 1 { names[records[i].inode, default: []].append(NodeID(rawValue: UInt32(i))) }
+            } else if records[i].inode != 0 {
+                byInode.append(UInt64(records[i].inode) << 32 | UInt64(i))
             }
+        }
+        byInode.sort()
+        var names: [UInt32: [NodeID]] = [:]
+        var start = 0
+        while start < byInode.count {
+            let inode = byInode[start] >> 32
+            var end = start + 1
+            while end < byInode.count, byInode[end] >> 32 == inode { end += 1 }
+            if end - start > 1 {
+                let group = byInode[start..<end].map { NodeID(rawValue: UInt32(truncatingIfNeeded: $0)) }
+                for id in group { records[id.index].nlink = UInt32(group.count) }
+                names[UInt32(inode)] = group
+            }
+            start = end
         }
         return names
     }
@@ -328,3 +338,4 @@ func cBytes(_ pointer: UnsafePointer<CChar>?) -> [UInt8] {
     guard let pointer else { return [] }
     return Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
 }
+

@@ -32,6 +32,7 @@ case "tree":
     var tree: Tree?
     let time = try seconds { tree = try drive.loadTree() }
     let loaded = tree!
+    _ = try drive.medium()   // waits for libisofs' tree, freed in the background, to be gone
     let rss = rssBytes() - before
     print("nodes=\(loaded.nodeCount) load_s=\(time) footprint_bytes_per_node=\(loaded.memoryFootprint / loaded.nodeCount) rss_bytes_per_node=\(rss / loaded.nodeCount)")
 case "append":

@@ -17,6 +17,7 @@ import Testing
         try Shell.check(["setfacl", "-m", "u:65534:r", source + "/zz/tagged.txt"])
         try Shell.check(["ln", source + "/zz/tagged.txt", source + "/zz/linked.txt"])
         try Shell.check(["ln", "-s", "tagged.txt", source + "/zz/symlink"])
+        try Fixtures.write("plain\n", to: source + "/zz/plain.txt")
         try Shell.check(["xorriso", "-no_rc", "-md5", "on", "-for_backup", "-dev", "stdio:" + image,
                          "-map", source, "/", "-commit"], environment: Xorriso.cLocale)
         let drive = try Drive(DriveAddress(parsing: image))
@@ -37,5 +38,10 @@ import Testing
         #expect(whole.attributes(of: tagged).xattrs["user.note"] == Array("kept".utf8))
         #expect(whole.attributes(of: tagged).acl?.access?.contains("user:") == true)
         #expect(whole.info(of: tagged).nlink == 2)
+        // One group of names, the hard link's; every other file has one name.
+        let linked = try #require(whole.lookup(path: "/zz/linked.txt"))
+        #expect(whole.linkGroups.count == 1)
+        #expect(whole.linkGroups.values.first?.map(\.rawValue).sorted() == [tagged, linked].map(\.rawValue).sorted())
+        #expect(whole.info(of: try #require(whole.lookup(path: "/zz/plain.txt"))).nlink == 1)
     }
 }
