@@ -5,7 +5,8 @@
 // A reply that the kernel did not take (the request was interrupted, so
 // fuse_reply_* returns non-zero) must not leave a lookup count or an open
 // handle behind: the kernel will never forget or release it. The replies
-// below give those back to the core, as libfuse's own high-level layer does.
+// below give those back to the core, as libfuse's own high-level layer does,
+// through the core they took before replying: a reply frees the request.
 
 @preconcurrency import Glibc
 import CFuse3
@@ -73,6 +74,7 @@ struct FuseRequest {
     /// An entry that counts one lookup of its inode.
     func replyEntry(_ attributes: Attributes) {
         var entry = FuseAttributes.entry(attributes)
+        let core = self.core
         if fuse_reply_entry(raw, &entry) != 0 {
             core.forget(attributes.inode, lookups: 1)
         }
@@ -85,6 +87,7 @@ struct FuseRequest {
 
     func replyOpen(_ opened: OpenedFile, _ info: UnsafeMutablePointer<fuse_file_info>, isDirectory: Bool) {
         FuseAttributes.fill(info, opened, isDirectory: isDirectory)
+        let core = self.core
         if fuse_reply_open(raw, info) != 0 {
             if isDirectory { core.releaseDirectory(opened.handle) } else { core.release(opened.handle) }
         }
@@ -93,6 +96,7 @@ struct FuseRequest {
     func replyCreate(_ attributes: Attributes, _ opened: OpenedFile, _ info: UnsafeMutablePointer<fuse_file_info>) {
         var entry = FuseAttributes.entry(attributes)
         FuseAttributes.fill(info, opened, isDirectory: false)
+        let core = self.core
         if fuse_reply_create(raw, &entry, info) != 0 {
             core.release(opened.handle)
             core.forget(attributes.inode, lookups: 1)
