@@ -12,6 +12,13 @@ public struct MediumPath: Hashable, Sendable, ExpressibleByStringInterpolation, 
         self.bytes = bytes
     }
 
+    /// The path of these names, from the root down.
+    public init(components: some Sequence<some Collection<UInt8>>) {
+        var bytes: [UInt8] = []
+        for name in components { bytes += [0x2F] + name }
+        self.bytes = bytes.isEmpty ? Self.root.bytes : bytes
+    }
+
     public init(_ string: String) {
         bytes = Array(string.utf8)
     }

@@ -185,7 +185,7 @@ public struct Tree: Sendable {
             components.append(nameBytes(of: current))
             current = parent(of: current)
         }
-        return components.reversed().reduce(MediumPath.root) { $0.appending($1) }
+        return MediumPath(components: components.reversed())
     }
 
     public func kind(of node: NodeID) -> NodeKind { records[node.index].kind }

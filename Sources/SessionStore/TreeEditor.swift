@@ -136,7 +136,7 @@ struct TreeEditor {
             throw IsofuseError(.invalidArgument, "'\(path)' names the root directory")
         }
         try Self.checkName(name, in: path)
-        let parent = try node(at: components.dropLast().reduce(MediumPath.root) { $0.appending($1) })
+        let parent = try node(at: MediumPath(components: components.dropLast()))
         guard iso_node_get_type(parent) == LIBISO_DIR else {
             throw IsofuseError(.notFound, "the parent of \(path) is not a directory")
         }
