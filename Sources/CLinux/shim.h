@@ -3,6 +3,7 @@
 #include <sys/xattr.h>   // getxattr, setxattr, XATTR_CREATE, XATTR_REPLACE
 #include <malloc.h>      // malloc_trim
 #include <sys/types.h>
+#include <sys/sysmacros.h> // gnu_dev_major, gnu_dev_minor (major and minor are macros)
 #include <linux/falloc.h> // FALLOC_FL_KEEP_SIZE
 
 // fallocate(2) is declared only with _GNU_SOURCE.

@@ -140,13 +140,14 @@ enum DaemonLauncher {
     }
 }
 
-/// Where the mount tells whoever waits for it that it is ready, or why not.
-final class ReadinessReport {
-    /// The pipe to the waiting `isofuse mount`; nil in the foreground.
-    private var descriptor: Int32?
+/// Where the mount tells whoever waits for it that it is ready, or why not
+/// (from the thread that serves the mount, or the one that first asks it).
+final class ReadinessReport: Sendable {
+    /// The pipe to the waiting `isofuse mount`; nil in the foreground, and once told.
+    private let descriptor: VisibleMutex<Int32?>
 
     init(descriptor: Int32?) {
-        self.descriptor = descriptor
+        self.descriptor = VisibleMutex(descriptor)
         // The filesystem's own child processes must not hold the pipe open.
         if let descriptor { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
     }
@@ -157,7 +158,7 @@ final class ReadinessReport {
 
     /// The reason the mount failed, as one line (on stderr when no one waits on the pipe).
     func failed(_ message: String) {
-        if descriptor == nil {
+        if descriptor.withLock({ $0 }) == nil {
             Terminal.error(message)
         } else {
             send(message.split(whereSeparator: \.isNewline).joined(separator: " "))
@@ -165,8 +166,9 @@ final class ReadinessReport {
     }
 
     private func send(_ line: String) {
-        guard let descriptor else { return }
-        self.descriptor = nil
+        guard let descriptor = descriptor.withLock({ descriptor in defer { descriptor = nil }; return descriptor }) else {
+            return
+        }
         var bytes = Array((line + "\n").utf8)[...]
         while !bytes.isEmpty {
             let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }

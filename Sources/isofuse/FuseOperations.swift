@@ -224,6 +224,13 @@ let fuseOperations: fuse_lowlevel_ops = {
 enum FuseConnection {
     /// Largest write request (the kernel's own limit is 1 MiB on 3.14: 256 pages).
     static let maxWrite: UInt32 = 1 << 20
+    /// Largest read request. libfuse splices a read's reply through a pipe
+    /// only if it fits one, with a page for the header and one for each
+    /// segment; an unprivileged pipe grows to /proc/sys/fs/pipe-max-size
+    /// (1 MiB unless raised), and a reply of a full 1 MiB is copied twice
+    /// instead (pread, then writev): 0.85 s of the daemon's CPU per 2 GiB
+    /// against 0.55 s spliced. 992 KiB leaves room for five segments.
+    static let maxRead: UInt32 = (1 << 20) - 32 * 1024
 
     static func negotiate(_ connection: UnsafeMutablePointer<fuse_conn_info>, acls: Bool) {
         // Splice file data straight from the image or a staged file; let open
@@ -240,6 +247,8 @@ enum FuseConnection {
         connection.pointee.want |= wanted & connection.pointee.capable
         connection.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
         connection.pointee.max_write = maxWrite
+        // libfuse wants it here and as the mount option (MountService).
+        connection.pointee.max_read = maxRead
         // max_readahead stays what the kernel offered (libfuse fills it in).
     }
 }

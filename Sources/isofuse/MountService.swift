@@ -26,12 +26,13 @@ struct MountService {
         // writes itself, and does not ask for a directory's attributes again
         // after every listing (on a read-write mount a listing may change atime).
         let readOnly = options.readOnly || options.session != nil ? ",ro" : ""
-        return ["-o", "fsname=isofuse:\(drive),subtype=isofuse,default_permissions" + readOnly]
+        return ["-o", "fsname=isofuse:\(drive),subtype=isofuse,default_permissions,max_read=\(FuseConnection.maxRead)" + readOnly]
             + fuseOptions.flatMap { ["-o", $0] }
     }
 
-    /// Returns when the mount is gone; `ready` runs once the kernel has it.
-    func run(ready: () -> Void) throws(IsofuseError) {
+    /// Returns when the mount is gone; `ready` runs once the mount answers
+    /// (on another thread).
+    func run(ready: @escaping @Sendable () -> Void) throws(IsofuseError) {
         try Self.checkMountpoint(mountpoint)
         FuseLog.install()
         let core = try MountedFileSystem(options: options, environment: ProcessInfo.processInfo.environment)
@@ -46,7 +47,7 @@ struct MountService {
         core.setKernelCacheInvalidator(session.invalidator)
         try session.mount(at: mountpoint.string)
         FuseLog.echoToStandardError()
-        ready()
+        MountReadahead.raiseWhenServed(at: mountpoint, then: ready)
         let status = session.serve()
         if status < 0 {
             throw IsofuseError(.hostIO, "serving \(mountpoint) failed: \(String(cString: strerror(-status)))")
