@@ -302,8 +302,10 @@ public final class Drive: Sendable {
 
     /// The tree of session `number` (1 the oldest), or of the newest session.
     /// A blank medium has an empty tree. With `checkingTags` (the default) a
-    /// tree whose checksum tags do not match is refused as corrupt.
-    public func loadTree(session number: Int? = nil, checkingTags: Bool = true) throws(IsofuseError) -> Tree {
+    /// tree whose checksum tags do not match is refused as corrupt. Files'
+    /// recorded MD5s are read only `withChecksums`.
+    public func loadTree(session number: Int? = nil, checkingTags: Bool = true,
+                         withChecksums: Bool = false) throws(IsofuseError) -> Tree {
         defer { freeLoadedTree() }
         return try withHandle { handle throws(IsofuseError) in
             let medium = try mediumInfo(handle)
@@ -315,7 +317,8 @@ public final class Drive: Sendable {
                 session = medium.sessions[number - 1]
             }
             let image = try readImage(handle, session: number, of: medium, checkingTags: checkingTags)
-            let tree = TreeLoader(image: image, session: session, mediumByteCount: readableByteCount(handle)).load()
+            let tree = TreeLoader(image: image, session: session, mediumByteCount: readableByteCount(handle),
+                                  readsChecksums: withChecksums).load()
             iso_image_unref(image)
             handle.holdsLoadedTree = true
             return tree

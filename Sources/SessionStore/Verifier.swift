@@ -68,11 +68,11 @@ extension Drive {
             report.sessionsChecked.append(session.number)
             let tree: Tree
             do throws(IsofuseError) {
-                tree = try loadTree(session: session.number)
+                tree = try loadTree(session: session.number, withChecksums: true)
             } catch where error.code == .corruptMedium {
                 report.problems.append(.init(session: session.number, path: nil, detail: error.message))
                 do throws(IsofuseError) {
-                    tree = try loadTree(session: session.number, checkingTags: false)
+                    tree = try loadTree(session: session.number, checkingTags: false, withChecksums: true)
                 } catch where error.code == .corruptMedium {
                     continue   // reported; the session's tags are still checked
                 }

@@ -21,11 +21,12 @@ import Testing
         try Shell.check(["xorriso", "-no_rc", "-md5", "on", "-for_backup", "-dev", "stdio:" + image,
                          "-map", source, "/", "-commit"], environment: Xorriso.cLocale)
         let drive = try Drive(DriveAddress(parsing: image))
-        func load(minimumChunk: Int) throws -> Tree {
+        func load(minimumChunk: Int, readsChecksums: Bool = true) throws -> Tree {
             try drive.withHandle { handle throws(IsofuseError) -> Tree in
                 let image = try drive.readImage(handle, session: nil, of: try drive.mediumInfo(handle))
                 defer { iso_image_unref(image) }
-                return TreeLoader(image: image, session: nil, mediumByteCount: .max, minimumChunk: minimumChunk).load()
+                return TreeLoader(image: image, session: nil, mediumByteCount: .max, readsChecksums: readsChecksums,
+                                  minimumChunk: minimumChunk).load()
             }
         }
         let whole = try load(minimumChunk: .max)
@@ -43,5 +44,10 @@ import Testing
         #expect(whole.linkGroups.count == 1)
         #expect(whole.linkGroups.values.first?.map(\.rawValue).sorted() == [tagged, linked].map(\.rawValue).sorted())
         #expect(whole.info(of: try #require(whole.lookup(path: "/zz/plain.txt"))).nlink == 1)
+        // MD5s only where asked (a check): the same tree without them.
+        #expect(whole.info(of: tagged).recordedMD5 != nil)
+        let lean = try load(minimumChunk: 1, readsChecksums: false)
+        #expect(lean.digests.isEmpty && lean.info(of: tagged).recordedMD5 == nil)
+        #expect(lean.bytes == whole.bytes && lean.extents == whole.extents && lean.attributes == whole.attributes)
     }
 }
