@@ -51,6 +51,10 @@ struct Mount: ParsableCommand {
         if let capacity, capacity.bytes == 0 {
             throw ValidationError("--capacity must be more than 0 bytes")
         }
+        // libfuse refuses a mount whose INIT and mount option disagree on it.
+        if fuseOptions.flatMap({ $0.split(separator: ",") }).contains(where: { $0.hasPrefix("max_read=") }) {
+            throw ValidationError("-o max_read is isofuse's own (\(FuseConnection.maxRead) bytes: the largest read that is spliced)")
+        }
     }
 
     func run() throws {

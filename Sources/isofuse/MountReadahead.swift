@@ -1,6 +1,6 @@
 // How far ahead the kernel reads a file of the mount. A FUSE mount gets
 // 128 KiB, and the kernel asks the daemon for no more than that at a time:
-// `dd bs=1M` of a 2 GiB file took 16,384 requests and ran at 0.4-0.7 GB/s
+// `dd bs=1M` of a 2 GiB file took 16,384 requests and ran at 0.4-1.2 GB/s
 // with the image in the page cache. At 4 MiB the kernel asks in requests of
 // `FuseConnection.maxRead` and keeps several in flight: 1.9-2.5 GB/s there,
 // and cold 0.8-1.4 GB/s against the disk's 1.1-1.8 (2 MiB and 8 MiB read

@@ -79,6 +79,12 @@ import Testing
         #expect(result.stderr.split(separator: "\n").count == 1)
     }
 
+    @Test func aMountRefusesItsOwnReadSizeAsAnOption() throws {
+        let result = try Self.run("mount", "x.iso", "/tmp", "-o", "ro,max_read=65536")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("max_read is isofuse's own"))
+    }
+
     @Test func blankingAnImageMakesItBlank() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
