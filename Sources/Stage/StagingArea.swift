@@ -3,7 +3,8 @@
 //
 //   DIR/lock      flock'ed by the daemon that uses DIR
 //   DIR/journal   a header line (the medium and the state of it the staging
-//                 belongs to), then one JSON `JournalRecord` a line
+//                 belongs to), then one JSON `JournalRecord` a line (written
+//                 by `JournalEncoding`, read by JSONDecoder)
 //   DIR/data/N    the bytes of staged files
 //   DIR/commit    while a commit runs: where the journal was frozen and where
 //                 the new session will start (see `CommitMarker`)
@@ -127,11 +128,7 @@ final class StagingArea {
 
     func append(_ records: [JournalRecord]) throws(IsofuseError) {
         guard !records.isEmpty else { return }
-        var bytes: [UInt8] = []
-        for record in records {
-            bytes += try encode(record)
-            bytes.append(UInt8(ascii: "\n"))
-        }
+        let bytes = records.flatMap(JournalEncoding.line)
         do {
             _ = try journal.writeAll(bytes)
         } catch {
@@ -142,11 +139,7 @@ final class StagingArea {
     /// Replaces the journal by one holding `state` for the medium in `header`'s state.
     func rewrite(_ state: OverlayState, header: JournalHeader) throws(IsofuseError) {
         do {
-            var bytes = try encoder.encode(header) + [UInt8(ascii: "\n")]
-            for record in state.records {
-                bytes += try encode(record)
-                bytes.append(UInt8(ascii: "\n"))
-            }
+            let bytes = try encoder.encode(header) + [UInt8(ascii: "\n")] + state.records.flatMap(JournalEncoding.line)
             try replaceDurably("journal", with: bytes)
             let reopened = try FileDescriptor.open(directory.appending("journal"), .readWrite,
                                                    options: [.append, .closeOnExec])
@@ -178,14 +171,6 @@ final class StagingArea {
     /// Makes what was appended durable.
     func sync() {
         fsync(journal.rawValue)
-    }
-
-    private func encode(_ record: JournalRecord) throws(IsofuseError) -> Data {
-        do {
-            return try encoder.encode(record)
-        } catch {
-            throw IsofuseError(.hostIO, "cannot encode a journal record: \(error)", cause: error)
-        }
     }
 
     private func syncDirectory() {
