@@ -64,8 +64,8 @@ extension MountedFileSystem {
             let tree = try drive.loadTree()
             // The first commit to a blank image file creates the file.
             let reader = core.withLock { $0.reader } is NoMedium ? try drive.makeReader() : nil
-            try core.withLock { core throws(IsofuseError) in
-                try core.switchBase(to: tree, medium: medium)
+            let garbage = try core.withLock { core throws(IsofuseError) in
+                let garbage = try core.switchBase(to: tree, medium: medium)
                 if let reader { core.reader = reader }
                 (core.reader as? ImageFileReader)?.acceptChanges()
                 core.commit.state = .succeeded
@@ -74,7 +74,11 @@ extension MountedFileSystem {
                 core.commit.session = medium.sessions.count
                 core.commit.message = "session \(medium.sessions.count) written"
                     + (options.verify ? " and checked" : "") + (close ? "; the medium is closed" : "")
+                return garbage
             }
+            // After the commit reported success, and outside the lock: the
+            // staged copies of what the session now holds.
+            StagingArea.remove(garbage)
         } catch {
             core.withLock { core in
                 core.frozen = nil
@@ -95,11 +99,15 @@ extension MountedFileSystem {
     /// Drops every staged change and makes the kernel forget what it cached of them.
     func discard() throws(Errno) {
         guard isWritable else { throw .readOnlyFileSystem }
-        let forget = try core.withLock { core throws(Errno) -> [KernelCacheInvalidation] in
+        let (forget, garbage) = try core.withLock { core throws(Errno) -> ([KernelCacheInvalidation], [FilePath]) in
             guard let staging = core.staging, let header = staging.header else { throw .readOnlyFileSystem }
             guard core.commit.state != .running else { throw .resourceBusy }
             let forget = core.stagedInvalidations()
-            core.overlay = Overlay(base: core.overlay.base)
+            // Data ids go on from where they were: the old data files are
+            // removed after this, and a new file must not get one's name.
+            var empty = OverlayState()
+            empty.nextDataID = core.overlay.state.nextDataID
+            core.overlay = Overlay(base: core.overlay.base, state: empty)
             do {
                 try staging.rewrite(core.overlay.state, header: header)
             } catch {
@@ -107,13 +115,15 @@ extension MountedFileSystem {
             }
             core.dirty = []
             core.closeRetired()
-            core.collectGarbage()
             core.stagedBytes = 0
             core.notes.append("staged changes discarded")
-            return forget
+            return (forget, core.garbage())
         }
         let invalidate = invalidator.withLock { $0 }
-        runInBackground { forget.forEach { invalidate?($0) } }
+        runInBackground {
+            forget.forEach { invalidate?($0) }
+            StagingArea.remove(garbage)
+        }
     }
 
     /// Commits are refused (EROFS) on views, read-only mounts and media that take no more sessions.
@@ -158,9 +168,10 @@ extension MountedFileSystem {
 
 extension Core {
     /// After a commit: the written session becomes the base, the changes
-    /// made meanwhile stay staged over it.
-    mutating func switchBase(to tree: Tree, medium newMedium: MediumInfo) throws(IsofuseError) {
-        guard let frozen, let staging else { return }
+    /// made meanwhile stay staged over it. Returns the data files left
+    /// without use, for the caller to remove outside the lock.
+    mutating func switchBase(to tree: Tree, medium newMedium: MediumInfo) throws(IsofuseError) -> [FilePath] {
+        guard let frozen, let staging else { return [] }
         let (rebased, rebase) = try Rebase.rebase(live: overlay, frozen: frozen.overlay, onto: tree)
         let old = overlay
         overlay = rebased
@@ -173,8 +184,8 @@ extension Core {
         self.frozen = nil
         dirty = []   // the rewritten journal holds the unjournaled changes too
         closeRetired()
-        collectGarbage()
         recountStagedBytes()
+        return garbage()
     }
 
     /// What the kernel may hold of staged nodes: their inodes, and the names in changed directories.

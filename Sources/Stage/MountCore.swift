@@ -517,11 +517,19 @@ struct Core {
         }
     }
 
-    /// Removes data files nothing refers to (open handles keep theirs readable).
-    mutating func collectGarbage() {
+    /// Data files nothing refers to (open handles keep theirs readable).
+    /// Listed under the lock and removed outside it (`StagingArea.remove`)
+    /// where there may be many: ext4 takes seconds to free the blocks and
+    /// cached pages of tens of thousands of files.
+    func garbage() -> [FilePath] {
         var keep = overlay.state.dataFiles
         if let frozen { keep.formUnion(frozen.data) }
-        staging?.removeData(except: keep)
+        return staging?.unreferencedData(keeping: keep) ?? []
+    }
+
+    /// Removes the garbage now.
+    func collectGarbage() {
+        StagingArea.remove(garbage())
     }
 
     // MARK: After a commit

@@ -220,13 +220,19 @@ final class StagingArea {
         directory.appending("data").appending(String(id))
     }
 
-    /// Removes data files no state refers to any more.
-    func removeData(except keep: Set<DataID>) {
+    /// The data files not in `keep`: what no state refers to any more.
+    /// (Data ids are never given out again, so the list stays garbage.)
+    func unreferencedData(keeping keep: Set<DataID>) -> [FilePath] {
         let data = directory.appending("data")
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: data.string)) ?? [] {
-            guard let id = DataID(name), !keep.contains(id) else { continue }
-            unlink(data.appending(name).string)
+        return ((try? FileManager.default.contentsOfDirectory(atPath: data.string)) ?? []).compactMap { name in
+            guard let id = DataID(name), !keep.contains(id) else { return nil }
+            return data.appending(name)
         }
+    }
+
+    /// Removes data files (from `unreferencedData`).
+    static func remove(_ files: [FilePath]) {
+        for file in files { unlink(file.string) }
     }
 
     /// Moves everything staged aside (into `stale-<seconds>`) and starts empty.

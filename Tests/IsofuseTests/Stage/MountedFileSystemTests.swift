@@ -118,6 +118,32 @@ struct MountedSetup {
         #expect(try setup.names("/.isofuse/sessions/3").contains("docs"))
     }
 
+    @Test func stagedCopiesLeaveTheStagingDirectoryAfterADiscardOrACommitAndNewFilesKeepTheirs() throws {
+        var setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        let data = setup.dir.url("staging") + "/data"
+        func dataFiles() throws -> Set<String> { Set(try FileManager.default.contentsOfDirectory(atPath: data)) }
+
+        // Files staged right after a discard, while its old files may still
+        // be being removed, get data files of new names: never one of those.
+        for index in 0..<2000 { try setup.write("/discarded-\(index)", Array("discarded \(index)".utf8)) }
+        let discarded = try dataFiles()
+        _ = try setup.fs.setAttributes(of: try setup.inode("/.isofuse/discard"), AttributeChanges(modificationTime: .now),
+                                       caller: MountedSetup.caller)
+        for index in 0..<200 { try setup.write("/new-\(index)", Array("new \(index)".utf8)) }
+        setup.fs.shutdown()   // waits for the removal
+        let kept = try dataFiles()
+        #expect(kept.count == 200 && kept.isDisjoint(with: discarded))
+        setup.fs = try MountedSetup.mount(setup.fixture.image, staging: setup.dir.url("staging"))
+        for index in 0..<200 { #expect(try setup.read("/new-\(index)") == Array("new \(index)".utf8)) }
+        #expect(throws: Errno.noSuchFileOrDirectory) { try setup.inode("/discarded-0") }
+
+        // After a commit they go once it reported success, on the mount's background queue.
+        #expect(try setup.commit().commit.state == .succeeded)
+        for _ in 0..<500 where try !dataFiles().isEmpty { usleep(20_000) }
+        #expect(try dataFiles().isEmpty)
+    }
+
     @Test func stagedChangesSurviveARemountAndStayWithTheirMedium() throws {
         var setup = try MountedSetup()
         defer { setup.dir.remove() }
