@@ -15,6 +15,7 @@ enum JournalEncoding {
     /// `record` as one line of JSON, with its newline.
     static func line(_ record: JournalRecord) -> [UInt8] {
         var json = JSONWriter()
+        json.out.reserveCapacity(512)
         json.object { json in
             switch record {
             case let .node(id, node):
@@ -97,7 +98,15 @@ private struct JSONWriter {
     }
 
     mutating func number(_ value: some BinaryInteger) {
-        out += Array(String(value).utf8)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        // Digit by digit: String(value) allocated a string a number.
+        let magnitude = UInt64(value.magnitude)
+        var power: UInt64 = 1
+        while magnitude / power >= 10 { power *= 10 }
+        while power > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude / power % 10))
+            power /= 10
+        }
     }
 
     mutating func bytes(_ bytes: [UInt8]) {

@@ -152,6 +152,11 @@ struct Core {
     mutating func journal() throws(Errno) {
         let records = overlay.takeRecords()
         guard let staging else { return }
+        // A record of the node as it is now holds its unjournaled size and
+        // times too (cp -a's utimensat after its writes): the flush at close
+        // would add nothing. (An older record, requeued after a failed append,
+        // would not.)
+        for case .node(let id, let node) in records where overlay.state.nodes[id] == node { dirty.remove(id) }
         do {
             try staging.append(records)
         } catch {

@@ -144,6 +144,26 @@ struct MountedSetup {
         #expect(try dataFiles().isEmpty)
     }
 
+    @Test func writesAfterATimeChangeReachTheJournalAtClose() throws {
+        var setup = try MountedSetup()
+        defer { setup.dir.remove() }
+        let (parent, name) = try setup.place("/copied.bin")
+        let (_, file) = try setup.fs.create(in: parent, name, mode: 0o100644, flags: O_WRONLY, caller: MountedSetup.caller)
+        _ = try Array("first".utf8).withUnsafeBytes { try setup.fs.write(file.handle, offset: 0, data: $0) }
+        // The time change journals the whole node; the write after it must still reach the journal.
+        let earlier = Timestamp(seconds: 1_000_000_000)
+        _ = try setup.fs.setAttributes(of: try setup.inode("/copied.bin"), AttributeChanges(modificationTime: .set(earlier)),
+                                       caller: MountedSetup.caller)
+        _ = try Array(" and second".utf8).withUnsafeBytes { try setup.fs.write(file.handle, offset: 5, data: $0) }
+        setup.fs.release(file.handle)
+        setup.fs.shutdown()
+
+        setup.fs = try MountedSetup.mount(setup.fixture.image, staging: setup.dir.url("staging"))
+        #expect(try setup.read("/copied.bin") == Array("first and second".utf8))
+        let attributes = try setup.fs.attributes(of: try setup.inode("/copied.bin"))
+        #expect(attributes.size == 16 && attributes.modificationTime.seconds > earlier.seconds)
+    }
+
     @Test func stagedChangesSurviveARemountAndStayWithTheirMedium() throws {
         var setup = try MountedSetup()
         defer { setup.dir.remove() }
