@@ -5,7 +5,7 @@
 
 DEBIAN_PACKAGES := libfuse3-dev fuse3 libburn-dev libisofs-dev libisoburn-dev xorriso pkg-config genisoimage attr acl
 # What `make bench` compares isofuse with, and measures with.
-BENCH_PACKAGES := fuseiso fuseiso9660 squashfuse squashfs-tools fio python3 linux-perf strace valgrind
+BENCH_PACKAGES := fuseiso fuseiso9660 squashfuse squashfs-tools fuse-overlayfs fio python3 linux-perf strace valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ISOFUSE := .build/release/isofuse
 
