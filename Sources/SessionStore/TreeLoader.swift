@@ -34,13 +34,6 @@ struct TreeLoader {
         self.minimumChunk = minimumChunk
     }
 
-    /// A node in its place: its record as far as the tree's shape goes
-    /// (parent, name, a directory's children, a symlink's target).
-    private struct Placed {
-        var node: OpaquePointer
-        var record: Tree.Record
-    }
-
     /// One child before it gets its place: the libisofs node, its name (owned
     /// by the node, which outlives the load) and its kind.
     private struct Pending {
@@ -49,86 +42,92 @@ struct TreeLoader {
         var kind: NodeKind
     }
 
-    /// The details of a run of placed nodes, with indices into its own side arrays.
+    /// The side arrays of a run of records, with indices into them that the
+    /// join makes indices into the tree's.
     private struct Details {
-        var records: [Tree.Record] = []
         var extents: [Extent] = []
         var digests: [MD5Digest] = []
         var attributes: [NodeAttributes] = []
-        /// Indices (into `records`) of the nodes whose AAIP holds an ACL.
+        /// Indices (into the tree's records) of the nodes whose AAIP holds an ACL.
         var withACL: [Int] = []
     }
 
     /// Nodes handed to the threads of a load. Each thread reads only its own
     /// run of nodes, through accessors that change nothing shared (they
-    /// allocate, and glibc's malloc is thread-safe), and writes only its own slot.
+    /// allocate, and glibc's malloc is thread-safe), and writes only its own
+    /// run of records and its own slot.
     private struct Batch: @unchecked Sendable {
-        let placed: UnsafeBufferPointer<Placed>
+        let nodes: UnsafeBufferPointer<OpaquePointer>
+        let records: UnsafeMutableBufferPointer<Tree.Record>
         let image: OpaquePointer
         let readsChecksums: Bool
         let results: UnsafeMutableBufferPointer<Details>
     }
 
+    /// The records are completed where they are: the libisofs tree is still
+    /// in memory meanwhile (about 600 bytes a node), and each copy of the
+    /// records would add 80 bytes a node to the mount's peak.
     func load() -> Tree {
-        var (placed, bytes) = shape()
-        let chunks = max(1, min(sysconf(Int32(_SC_NPROCESSORS_ONLN)), placed.count / minimumChunk))
+        var (nodes, records, bytes) = shape()
+        let count = records.count
+        let chunks = max(1, min(sysconf(Int32(_SC_NPROCESSORS_ONLN)), count / minimumChunk))
+        let size = (count + chunks - 1) / chunks
+        @Sendable func run(_ chunk: Int) -> Range<Int> { min(chunk * size, count)..<min((chunk + 1) * size, count) }
         var results = [Details](repeating: Details(), count: chunks)
-        placed.withUnsafeBufferPointer { placedNodes in
-            results.withUnsafeMutableBufferPointer { slots in
-                let batch = Batch(placed: placedNodes, image: image, readsChecksums: readsChecksums, results: slots)
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                    let size = (batch.placed.count + chunks - 1) / chunks
-                    let run = batch.placed[min(chunk * size, batch.placed.count)..<min((chunk + 1) * size, batch.placed.count)]
-                    batch.results[chunk] = Self.details(of: run, image: batch.image, readsChecksums: batch.readsChecksums)
+        nodes.withUnsafeBufferPointer { nodes in
+            records.withUnsafeMutableBufferPointer { records in
+                results.withUnsafeMutableBufferPointer { slots in
+                    let batch = Batch(nodes: nodes, records: records, image: image, readsChecksums: readsChecksums, results: slots)
+                    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                        batch.results[chunk] = Self.details(of: run(chunk), batch)
+                    }
                 }
             }
         }
         var joined = Details()
-        joined.records.reserveCapacity(placed.count)
-        for part in results {
+        for (chunk, part) in results.enumerated() {
             let (extentBase, digestBase, attributeBase) = (joined.extents.count, joined.digests.count, joined.attributes.count)
-            joined.withACL += part.withACL.map { $0 + joined.records.count }
-            for var record in part.records {
-                if record.kind == .regularFile { record.payloadStart += UInt32(extentBase) }
-                if record.digestIndex != .max { record.digestIndex += UInt32(digestBase) }
-                if record.attributesIndex != .max { record.attributesIndex += UInt32(attributeBase) }
-                joined.records.append(record)
+            for index in run(chunk) {
+                if records[index].kind == .regularFile { records[index].payloadStart += UInt32(extentBase) }
+                if records[index].digestIndex != .max { records[index].digestIndex += UInt32(digestBase) }
+                if records[index].attributesIndex != .max { records[index].attributesIndex += UInt32(attributeBase) }
             }
+            joined.withACL += part.withACL
             joined.extents += part.extents
             joined.digests += part.digests
             joined.attributes += part.attributes
         }
         results = []
         for index in joined.withACL {
-            guard let acl = Self.acl(of: placed[index].node) else { continue }
-            if joined.records[index].attributesIndex == .max {
-                joined.records[index].attributesIndex = UInt32(joined.attributes.count)
+            guard let acl = Self.acl(of: nodes[index]) else { continue }
+            if records[index].attributesIndex == .max {
+                records[index].attributesIndex = UInt32(joined.attributes.count)
                 joined.attributes.append(NodeAttributes(acl: acl))
             } else {
-                joined.attributes[Int(joined.records[index].attributesIndex)].acl = acl
+                joined.attributes[Int(records[index].attributesIndex)].acl = acl
             }
         }
-        placed = []
-        let linkGroups = Self.countLinks(&joined.records)
-        return Tree(records: joined.records, bytes: bytes, extents: joined.extents, digests: joined.digests,
+        nodes = []
+        let linkGroups = Self.countLinks(&records)
+        return Tree(records: records, bytes: bytes, extents: joined.extents, digests: joined.digests,
                     attributes: joined.attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
     }
 
     /// The nodes in record order, breadth-first: each directory's children are
     /// appended together, so they are consecutive records. Names and symlink
     /// targets go to `bytes`.
-    private func shape() -> (placed: [Placed], bytes: [UInt8]) {
-        let root = iso_image_get_root(image)!
-        var placed = [Placed(node: root, record: Self.emptyRecord(kind: .directory, parent: 0))]
+    private func shape() -> (nodes: [OpaquePointer], records: [Tree.Record], bytes: [UInt8]) {
+        var nodes = [iso_image_get_root(image)!]
+        var records = [Self.emptyRecord(kind: .directory, parent: 0)]
         var bytes: [UInt8] = []
         var next = 0
-        while next < placed.count {
-            let (dirNode, dirIndex) = (placed[next].node, next)
+        while next < records.count {
+            let dirIndex = next
             next += 1
-            guard placed[dirIndex].record.kind == .directory else { continue }
-            let children = uniquelyNamed(pendingChildren(of: dirNode))
-            placed[dirIndex].record.payloadStart = UInt32(placed.count)
-            placed[dirIndex].record.payloadCount = UInt32(children.count)
+            guard records[dirIndex].kind == .directory else { continue }
+            let children = uniquelyNamed(pendingChildren(of: nodes[dirIndex]))
+            records[dirIndex].payloadStart = UInt32(records.count)
+            records[dirIndex].payloadCount = UInt32(children.count)
             for child in children {
                 var record = Self.emptyRecord(kind: child.kind, parent: UInt32(dirIndex))
                 record.nameOffset = UInt32(bytes.count)
@@ -140,10 +139,11 @@ struct TreeLoader {
                     record.payloadCount = UInt32(target.count)
                     bytes.append(contentsOf: target)
                 }
-                placed.append(Placed(node: child.node, record: record))
+                nodes.append(child.node)
+                records.append(record)
             }
         }
-        return (placed, bytes)
+        return (nodes, records, bytes)
     }
 
     private func pendingChildren(of dir: OpaquePointer) -> [Pending] {
@@ -205,14 +205,12 @@ struct TreeLoader {
                     attributesIndex: .max, size: 0, atime: 0, mtime: 0, ctime: 0)
     }
 
-    /// Each node's record completed from the node (run on any thread: see `Batch`).
-    private static func details(of run: Slice<UnsafeBufferPointer<Placed>>, image: OpaquePointer,
-                                readsChecksums: Bool) -> Details {
+    /// The records of a run completed from their nodes (run on any thread: see `Batch`).
+    private static func details(of run: Range<Int>, _ batch: Batch) -> Details {
         var details = Details()
-        details.records.reserveCapacity(run.count)
-        for placed in run {
-            let node = placed.node
-            var record = placed.record
+        for index in run {
+            let node = batch.nodes[index]
+            var record = batch.records[index]
             record.mode = UInt32(iso_node_get_mode(node))
             record.uid = UInt32(iso_node_get_uid(node))
             record.gid = UInt32(iso_node_get_gid(node))
@@ -220,7 +218,7 @@ struct TreeLoader {
             record.mtime = Int64(iso_node_get_mtime(node))
             record.ctime = Int64(iso_node_get_ctime(node))
             switch record.kind {
-            case .regularFile: addFileContent(of: node, image: readsChecksums ? image : nil, to: &record, &details)
+            case .regularFile: addFileContent(of: node, image: batch.readsChecksums ? batch.image : nil, to: &record, &details)
             case .characterDevice, .blockDevice:
                 let device = UInt64(iso_special_get_dev(node))
                 record.payloadStart = UInt32(truncatingIfNeeded: device)
@@ -232,8 +230,8 @@ struct TreeLoader {
                 record.attributesIndex = UInt32(details.attributes.count)
                 details.attributes.append(NodeAttributes(xattrs: xattrs))
             }
-            if hasACL { details.withACL.append(details.records.count) }
-            details.records.append(record)
+            if hasACL { details.withACL.append(index) }
+            batch.records[index] = record
         }
         return details
     }
