@@ -47,7 +47,8 @@ struct TreeLoader {
     private struct Details {
         var extents: [Extent] = []
         var digests: [MD5Digest] = []
-        var attributes: [NodeAttributes] = []
+        /// By index into the tree's records.
+        var attributes: [(Int, NodeAttributes)] = []
         /// Indices (into the tree's records) of the nodes whose AAIP holds an ACL.
         var withACL: [Int] = []
     }
@@ -84,42 +85,70 @@ struct TreeLoader {
                 }
             }
         }
-        var joined = Details()
-        for (chunk, part) in results.enumerated() {
-            let (extentBase, digestBase, attributeBase) = (joined.extents.count, joined.digests.count, joined.attributes.count)
-            for index in run(chunk) {
-                if records[index].kind == .regularFile { records[index].payloadStart += UInt32(extentBase) }
-                if records[index].digestIndex != .max { records[index].digestIndex += UInt32(digestBase) }
-                if records[index].attributesIndex != .max { records[index].attributesIndex += UInt32(attributeBase) }
+        // Joined into arrays allocated at their full size, each part let go
+        // as soon as it is in: growing them, or copying the parts whole,
+        // would hold the side arrays twice.
+        var extents: [Extent] = [], digests: [MD5Digest] = [], withACL: [Int] = []
+        var attributes: [NodeID: NodeAttributes] = [:]
+        extents.reserveCapacity(results.reduce(0) { $0 + $1.extents.count })
+        digests.reserveCapacity(results.reduce(0) { $0 + $1.digests.count })
+        attributes.reserveCapacity(results.reduce(0) { $0 + $1.attributes.count })
+        for chunk in results.indices {
+            var part = Details()
+            swap(&part, &results[chunk])
+            if chunk > 0 {
+                for index in run(chunk) {
+                    if records[index].kind == .regularFile { records[index].payloadStart += UInt32(extents.count) }
+                    if records[index].digestIndex != .max { records[index].digestIndex += UInt32(digests.count) }
+                }
             }
-            joined.withACL += part.withACL
-            joined.extents += part.extents
-            joined.digests += part.digests
-            joined.attributes += part.attributes
+            extents += part.extents
+            digests += part.digests
+            for (index, value) in part.attributes { attributes[NodeID(rawValue: UInt32(index))] = value }
+            withACL += part.withACL
         }
-        results = []
-        for index in joined.withACL {
+        for index in withACL {
             guard let acl = Self.acl(of: nodes[index]) else { continue }
-            if records[index].attributesIndex == .max {
-                records[index].attributesIndex = UInt32(joined.attributes.count)
-                joined.attributes.append(NodeAttributes(acl: acl))
-            } else {
-                joined.attributes[Int(records[index].attributesIndex)].acl = acl
-            }
+            attributes[NodeID(rawValue: UInt32(index)), default: NodeAttributes()].acl = acl
         }
         nodes = []
         let linkGroups = Self.countLinks(&records)
-        return Tree(records: records, bytes: bytes, extents: joined.extents, digests: joined.digests,
-                    attributes: joined.attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
+        return Tree(records: records, bytes: bytes, extents: extents, digests: digests,
+                    attributes: attributes, linkGroups: linkGroups, session: session, mediumByteCount: mediumByteCount)
+    }
+
+    /// How many nodes and name and target bytes the tree has at most (all
+    /// its children counted, usable or not), so that `shape()` allocates its
+    /// arrays once: grown by doubling, they left 20 MB of freed buffers in
+    /// the heap for a million nodes, while libisofs' tree was in memory too.
+    private func census() -> (nodes: Int, bytes: Int) {
+        var nodes = 1, bytes = 0
+        var directories = [iso_image_get_root(image)!]
+        while let dir = directories.popLast() {
+            Self.forEachChild(of: dir) { node in
+                nodes += 1
+                bytes += iso_node_get_name(node).map { strlen($0) } ?? 0
+                switch iso_node_get_type(node) {
+                case LIBISO_DIR: directories.append(node)
+                case LIBISO_SYMLINK: bytes += iso_symlink_get_dest(node).map { strlen($0) } ?? 0
+                default: break
+                }
+            }
+        }
+        return (nodes, bytes)
     }
 
     /// The nodes in record order, breadth-first: each directory's children are
     /// appended together, so they are consecutive records. Names and symlink
     /// targets go to `bytes`.
     private func shape() -> (nodes: [OpaquePointer], records: [Tree.Record], bytes: [UInt8]) {
-        var nodes = [iso_image_get_root(image)!]
-        var records = [Self.emptyRecord(kind: .directory, parent: 0)]
-        var bytes: [UInt8] = []
+        let most = census()
+        var nodes: [OpaquePointer] = [], records: [Tree.Record] = [], bytes: [UInt8] = []
+        nodes.reserveCapacity(most.nodes)
+        records.reserveCapacity(most.nodes)
+        bytes.reserveCapacity(most.bytes)
+        nodes.append(iso_image_get_root(image)!)
+        records.append(Self.emptyRecord(kind: .directory, parent: 0))
         var next = 0
         while next < records.count {
             let dirIndex = next
@@ -147,18 +176,22 @@ struct TreeLoader {
     }
 
     private func pendingChildren(of dir: OpaquePointer) -> [Pending] {
-        var iterator: OpaquePointer?
-        guard iso_dir_get_children(dir, &iterator) == 1, let iterator else { return [] }
-        defer { iso_dir_iter_free(iterator) }
         var children: [Pending] = []
-        var child: OpaquePointer?
-        while iso_dir_iter_next(iterator, &child) == 1, let node = child {
-            guard let cName = iso_node_get_name(node) else { continue }
+        Self.forEachChild(of: dir) { node in
+            guard let cName = iso_node_get_name(node) else { return }
             let name = UnsafeRawBufferPointer(start: cName, count: strlen(cName))
-            guard Self.isUsable(name), let kind = Self.kind(of: node) else { continue }
+            guard Self.isUsable(name), let kind = Self.kind(of: node) else { return }
             children.append(Pending(node: node, name: name, kind: kind))
         }
         return children
+    }
+
+    private static func forEachChild(of dir: OpaquePointer, _ body: (OpaquePointer) -> Void) {
+        var iterator: OpaquePointer?
+        guard iso_dir_get_children(dir, &iterator) == 1, let iterator else { return }
+        defer { iso_dir_iter_free(iterator) }
+        var child: OpaquePointer?
+        while iso_dir_iter_next(iterator, &child) == 1, let node = child { body(node) }
     }
 
     /// Sorted by name, one child per name: libisofs renames colliding names as
@@ -200,9 +233,8 @@ struct TreeLoader {
     }
 
     private static func emptyRecord(kind: NodeKind, parent: UInt32) -> Tree.Record {
-        Tree.Record(parent: parent, payloadStart: 0, payloadCount: 0, nameOffset: 0, nameLength: 0, kind: kind,
-                    isFiltered: false, mode: 0, uid: 0, gid: 0, inode: 0, nlink: 1, digestIndex: .max,
-                    attributesIndex: .max, size: 0, atime: 0, mtime: 0, ctime: 0)
+        Tree.Record(parent: parent, payloadStart: 0, payloadCount: 0, nameOffset: 0, nameLength: 0, mode: 0, kind: kind,
+                    isFiltered: false, uid: 0, gid: 0, links: 0, digestIndex: .max, size: 0, atime: 0, mtime: 0, ctime: 0)
     }
 
     /// The records of a run completed from their nodes (run on any thread: see `Batch`).
@@ -211,7 +243,7 @@ struct TreeLoader {
         for index in run {
             let node = batch.nodes[index]
             var record = batch.records[index]
-            record.mode = UInt32(iso_node_get_mode(node))
+            record.mode = UInt16(truncatingIfNeeded: iso_node_get_mode(node))
             record.uid = UInt32(iso_node_get_uid(node))
             record.gid = UInt32(iso_node_get_gid(node))
             record.atime = Int64(iso_node_get_atime(node))
@@ -226,10 +258,7 @@ struct TreeLoader {
             default: break
             }
             let (xattrs, hasACL) = extendedAttributes(of: node)
-            if !xattrs.isEmpty {
-                record.attributesIndex = UInt32(details.attributes.count)
-                details.attributes.append(NodeAttributes(xattrs: xattrs))
-            }
+            if !xattrs.isEmpty { details.attributes.append((index, NodeAttributes(xattrs: xattrs))) }
             if hasACL { details.withACL.append(index) }
             batch.records[index] = record
         }
@@ -244,10 +273,11 @@ struct TreeLoader {
         var sections: UnsafeMutablePointer<iso_file_section>?
         if iso_file_get_old_image_sections(file, &count, &sections, 0) == 1, let sections {
             record.payloadStart = UInt32(details.extents.count)
-            record.payloadCount = UInt32(clamping: count)
-            for i in 0..<Int(record.payloadCount) {
+            // An empty file's one section holds nothing to read.
+            for i in 0..<Int(count) where sections[i].size > 0 {
                 details.extents.append(Extent(block: sections[i].block, byteCount: sections[i].size))
             }
+            record.payloadCount = UInt32(details.extents.count) - record.payloadStart
             free(sections)
         }
         // On the stack: an array would be an allocation for every file.
@@ -264,7 +294,8 @@ struct TreeLoader {
             record.isFiltered = isofuse_stream_is_filtered(stream) != 0
             var fsID: UInt32 = 0, devID: dev_t = 0, inode: ino_t = 0
             iso_stream_get_id(stream, &fsID, &devID, &inode)
-            record.inode = UInt32(truncatingIfNeeded: inode)
+            // Until `countLinks`, the hard-link identity (the Rock Ridge inode number).
+            record.links = UInt32(truncatingIfNeeded: inode)
         }
     }
 
@@ -305,10 +336,10 @@ struct TreeLoader {
         return acl.access != nil || acl.default != nil ? acl : nil
     }
 
-    /// Hard-link counts: names sharing an inode are one file; a directory has
-    /// its own entry, its "." and one ".." per subdirectory.
-    /// Returns the names of each file that has several.
-    private static func countLinks(_ records: inout [Tree.Record]) -> [UInt32: [NodeID]] {
+    /// Link counts and hard-link groups: names sharing an inode number (in
+    /// `links` while loading; 0 for none) are one file; a directory has its
+    /// own entry, its "." and one ".." per subdirectory.
+    private static func countLinks(_ records: inout [Tree.Record]) -> [[NodeID]] {
         // The files' (inode, index) pairs, sorted, put the names of an inode
         // side by side: a dictionary of every inode cost 0.2 s for a million
         // files, where the sort, of numbers mostly in order already, is cheap.
@@ -319,13 +350,14 @@ struct TreeLoader {
                 let start = Int(records[i].payloadStart)
                 let subdirectories = records[start..<start + Int(records[i].payloadCount)]
                     .lazy.filter { $0.kind == .directory }.count
-                records[i].nlink = 2 + UInt32(subdirectories)
-            } else if records[i].inode != 0 {
-                byInode.append(UInt64(records[i].inode) << 32 | UInt64(i))
+                records[i].links = 2 + UInt32(subdirectories)
+            } else {
+                if records[i].links != 0 { byInode.append(UInt64(records[i].links) << 32 | UInt64(i)) }
+                records[i].links = .max
             }
         }
         byInode.sort()
-        var names: [UInt32: [NodeID]] = [:]
+        var groups: [[NodeID]] = []
         var start = 0
         while start < byInode.count {
             let inode = byInode[start] >> 32
@@ -333,12 +365,12 @@ struct TreeLoader {
             while end < byInode.count, byInode[end] >> 32 == inode { end += 1 }
             if end - start > 1 {
                 let group = byInode[start..<end].map { NodeID(rawValue: UInt32(truncatingIfNeeded: $0)) }
-                for id in group { records[id.index].nlink = UInt32(group.count) }
-                names[UInt32(inode)] = group
+                for id in group { records[id.index].links = UInt32(groups.count) }
+                groups.append(group)
             }
             start = end
         }
-        return names
+        return groups
     }
 }
 

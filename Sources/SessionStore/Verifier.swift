@@ -63,7 +63,10 @@ extension Drive {
         // The files to read, each once.
         struct FileToCheck { var session: Int; var path: String; var extents: [Extent]; var md5: MD5Digest }
         var files: [FileToCheck] = []
-        var seen = Set<[Extent]>()
+        // Keyed by the MD5 too: empty files have no extents, and one of them
+        // with another MD5 recorded is still checked.
+        struct Content: Hashable { var extents: [Extent]; var md5: MD5Digest }
+        var seen = Set<Content>()
         for session in sessions {
             report.sessionsChecked.append(session.number)
             let tree: Tree
@@ -83,7 +86,7 @@ extension Drive {
                     continue
                 }
                 let extents = Array(tree.extents(of: node))
-                if seen.insert(extents).inserted {
+                if seen.insert(Content(extents: extents, md5: md5)).inserted {
                     files.append(FileToCheck(session: session.number, path: tree.path(of: node), extents: extents, md5: md5))
                 }
             }

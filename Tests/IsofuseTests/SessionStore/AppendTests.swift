@@ -102,7 +102,8 @@ import Testing
         #expect(inodes[0] != nil && inodes[0] == inodes[1])
         let tree = try drive.loadTree()
         let hl1 = try #require(tree.lookup(path: "/hl1")), hl2 = try #require(tree.lookup(path: "/new/hl2"))
-        #expect(tree.info(of: hl1).inode == tree.info(of: hl2).inode && tree.info(of: hl1).nlink == 2)
+        #expect(tree.hardLinks(of: hl1) == [hl1, hl2] && tree.hardLinks(of: hl2) == [hl1, hl2])
+        #expect(tree.info(of: hl1).nlink == 2 && tree.info(of: hl2).nlink == 2)
         #expect(tree.extents(of: hl1) == tree.extents(of: hl2))
     }
 

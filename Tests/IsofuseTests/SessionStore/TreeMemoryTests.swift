@@ -20,4 +20,24 @@ import Testing
         }
         #expect(attachedChildren == 0)
     }
+
+    /// A mount of a million files holds a million records, beside libisofs'
+    /// tree while it loads: the record's size is the mount's peak.
+    @Test func aRecordIs72Bytes() {
+        #expect(MemoryLayout<Tree.Record>.stride == 72)
+    }
+
+    @Test func emptyFilesTakeNoExtents() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try Fixtures.write("", to: dir.url("tree/empty"))
+        try Fixtures.write("content", to: dir.url("tree/full"))
+        let image = dir.url("image.iso")
+        try Shell.check(["xorriso", "-no_rc", "-outdev", "stdio:" + image, "-map", dir.url("tree"), "/", "-commit"])
+        let tree = try Drive(DriveAddress(parsing: image)).loadTree()
+        let empty = try #require(tree.lookup(path: "/empty")), full = try #require(tree.lookup(path: "/full"))
+        #expect(tree.extents(of: empty).isEmpty && tree.info(of: empty).size == 0)
+        #expect(tree.extents(of: full).map(\.byteCount) == [7])
+        #expect(tree.extents.count == 1)
+    }
 }
