@@ -9,7 +9,7 @@
 // with that one more session finishes the rebase; a medium without it means
 // the commit never landed, and everything is still staged.
 
-import Foundation
+import Dispatch
 import SessionStore
 import SystemPackage
 #if canImport(Glibc)

@@ -6,7 +6,6 @@
 //   status     what `isofuse status` prints; its xattr user.isofuse.status holds the JSON
 //   sessions/N the read-only tree of session N; sessions/latest points at the newest
 
-import Foundation
 import SessionStore
 import SystemPackage
 #if canImport(Glibc)
@@ -202,8 +201,8 @@ extension MountedFileSystem {
         switch released {
         case .control(let node, let written)?:
             core.withLock { $0.handles[handle] = nil }
-            let word = String(decoding: written, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if node == .commit { try? startCommit(close: word == "close") } else { try? discard() }
+            let words = String(decoding: written, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+            if node == .commit { try? startCommit(close: words == ["close"]) } else { try? discard() }
             return true
         case .snapshot?, .sessionFile?:
             core.withLock { $0.handles[handle] = nil }

@@ -15,7 +15,7 @@
 //   `ls -l` of 5,000 photos would feel.
 // A walk that stats costs at most one small directory of lookups a second.
 
-import Foundation
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc

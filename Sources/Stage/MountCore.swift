@@ -2,7 +2,6 @@
 // it that touches staged files. Errors here are errnos: this is what the
 // kernel gets.
 
-import Foundation
 import SessionStore
 import SystemPackage
 #if canImport(Glibc)
@@ -176,7 +175,7 @@ struct Core {
     mutating func sync(_ handle: UInt64) throws(Errno) {
         try flushDirty()
         staging?.sync()
-        if let descriptor = try handleDescriptor(handle) { _ = Foundation.fsync(descriptor.rawValue) }
+        if let descriptor = try handleDescriptor(handle) { _ = Glibc.fsync(descriptor.rawValue) }
     }
 
     /// Before a hard-linked file of the medium changes, it gets a staged copy:

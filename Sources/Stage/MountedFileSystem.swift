@@ -9,7 +9,7 @@
 // freeze the changes, to report progress and to switch to the new session.
 
 import CLinux
-import Foundation
+import Dispatch
 import SessionStore
 import SystemPackage
 #if canImport(Glibc)

@@ -16,7 +16,8 @@
 // lands or changes are discarded.
 
 import CLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 import SessionStore
 import SystemPackage
 

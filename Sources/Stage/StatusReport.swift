@@ -1,7 +1,8 @@
 // What `.isofuse/status` and `isofuse status` tell: one value, rendered as
 // the text people read and the JSON scripts read (the spec names its keys).
 
-import Foundation
+import FoundationEssentials
+import Glibc
 import SessionStore
 
 public struct StatusReport: Codable, Hashable, Sendable {
@@ -76,8 +77,8 @@ public struct StatusReport: Codable, Hashable, Sendable {
         case .idle:
             lines.append("commit   : none since mounting")
         case .running:
-            lines.append(String(format: "commit   : session %d, %@ %.1f%%, %@/s", commit.session, commit.phase, commit.percent,
-                                UInt64(commit.bytesPerSecond).byteCountText))
+            lines.append("commit   : session \(commit.session), \(commit.phase) \(commit.percent.oneDecimalText())%, "
+                         + "\(UInt64(commit.bytesPerSecond).byteCountText)/s")
         case .succeeded:
             lines.append("commit   : done: \(commit.message)")
         case .failed:
@@ -98,6 +99,19 @@ extension UInt64 {
             value /= 1024
             unit += 1
         }
-        return unit == 0 ? "\(self) B" : String(format: "%.1f %@", value, units[unit])
+        return unit == 0 ? "\(self) B" : "\(value.oneDecimalText()) \(units[unit])"
+    }
+}
+
+extension Double {
+    /// With one decimal, as printf's `%.1f` writes it, right-aligned in
+    /// `width` characters (for percentages and sizes; no Foundation formatter,
+    /// whose library brings ICU's 40 MB into every process).
+    public func oneDecimalText(width: Int = 0) -> String {
+        let tenths = (magnitude * 10).rounded()
+        guard tenths < 1e15 else { return "\(self)" }
+        let digits = "\(Int(tenths) / 10).\(Int(tenths) % 10)"
+        let text = (self < 0 && tenths > 0 ? "-" : "") + digits
+        return String(repeating: " ", count: max(0, width - text.count)) + text
     }
 }

@@ -3,7 +3,7 @@
 
 import ArgumentParser
 import CLinux
-import Foundation
+import Glibc
 import SessionStore
 import Stage
 
@@ -82,7 +82,7 @@ struct Commit: ParsableCommand {
             var status = try control.status()
             while status.commit.state == .running {
                 showProgress(status)
-                Thread.sleep(forTimeInterval: 0.2)
+                usleep(200_000)
                 status = try control.status()
             }
             let before = status.commit.sequence
@@ -101,7 +101,7 @@ struct Commit: ParsableCommand {
                 status = try control.status()
                 if status.commit.sequence > before && status.commit.state != .running { return status }
                 showProgress(status)
-                Thread.sleep(forTimeInterval: interval)
+                usleep(UInt32(interval * 1_000_000))
                 interval = min(0.2, interval * 2)
             }
         }
@@ -119,8 +119,8 @@ struct Commit: ParsableCommand {
         let width = 30
         let filled = Int(Double(width) * min(100, commit.percent) / 100)
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        Terminal.progress(String(format: "session %d: [%@] %5.1f%% %@ %@/s", commit.session, bar, commit.percent,
-                                 commit.phase, UInt64(commit.bytesPerSecond).byteCountText))
+        Terminal.progress("session \(commit.session): [\(bar)] \(commit.percent.oneDecimalText(width: 5))% \(commit.phase) "
+                          + "\(UInt64(commit.bytesPerSecond).byteCountText)/s")
     }
 }
 
@@ -138,7 +138,7 @@ struct Discard: ParsableCommand {
                 guard isatty(STDIN_FILENO) == 1 else {
                     throw IsofuseError(.invalidArgument, "not discarding without asking: run it on a terminal, or pass --yes")
                 }
-                FileHandle.standardError.write(Data("Drop \(staged.added) added, \(staged.changed) changed and \(staged.removed) removed entries (\(staged.bytes.byteCountText))? [y/N] ".utf8))
+                Terminal.write("Drop \(staged.added) added, \(staged.changed) changed and \(staged.removed) removed entries (\(staged.bytes.byteCountText))? [y/N] ")
                 guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
                     throw IsofuseError(.invalidArgument, "nothing discarded")
                 }

@@ -9,7 +9,7 @@
 // kernel has the mount, or the reason the mount failed. The command prints
 // that reason and exits non-zero, or exits 0 and leaves the daemon running.
 
-import Foundation
+import FoundationEssentials
 @preconcurrency import Glibc
 import SessionStore
 

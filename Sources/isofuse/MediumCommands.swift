@@ -1,7 +1,7 @@
 // Commands on a drive and its medium: toc, check, devices, blank, format, eject.
 
 import ArgumentParser
-import Foundation
+import Glibc
 import SessionStore
 import Stage
 
@@ -37,7 +37,7 @@ struct Toc: ParsableCommand {
             let cells = row.indices.map { column in
                 // Numbers right-aligned, text left-aligned.
                 column < 4 ? String(repeating: " ", count: widths[column] - row[column].count) + row[column]
-                           : row[column].padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                           : row[column] + String(repeating: " ", count: widths[column] - row[column].count)
             }
             print(String(cells.joined(separator: "  ").reversed().drop { $0 == " " }.reversed()))
         }
@@ -88,7 +88,7 @@ struct Check: ParsableCommand {
         let report = try reportingFailures(exitStatus: 2) { () throws(IsofuseError) in
             try target.open().verify(session: session) { progress in
                 let percent = progress.bytesTotal == 0 ? 100 : 100 * Double(progress.bytesDone) / Double(progress.bytesTotal)
-                Terminal.progress(String(format: "checking: %5.1f%% of %@", percent, progress.bytesTotal.byteCountText))
+                Terminal.progress("checking: \(percent.oneDecimalText(width: 5))% of \(progress.bytesTotal.byteCountText)")
             }
         }
         Terminal.endProgress()
@@ -133,7 +133,7 @@ struct Blank: ParsableCommand {
 
     func run() throws {
         let medium = try reportingFailures { () throws(IsofuseError) in
-            try target.open().blank(mode: mode) { Terminal.progress(String(format: "blanking: %5.1f%%", $0)) }
+            try target.open().blank(mode: mode) { Terminal.progress("blanking: \($0.oneDecimalText(width: 5))%") }
         }
         Terminal.endProgress()
         print("\(medium.address): \(medium.status.rawValue)")
@@ -157,11 +157,12 @@ struct Format: ParsableCommand {
                 let formats = try drive.formats()
                 print("status: \(formats.status), current size \(formats.currentByteCount.byteCountText)")
                 for format in formats.available {
-                    print(String(format: "by_index_%d  type 0x%02x  %@", format.index, format.type, format.byteCount.byteCountText))
+                    let type = String(format.type, radix: 16)
+                    print("by_index_\(format.index)  type 0x\(type.count < 2 ? "0" + type : type)  \(format.byteCount.byteCountText)")
                 }
                 return
             }
-            let medium = try drive.format(mode: mode) { Terminal.progress(String(format: "formatting: %5.1f%%", $0)) }
+            let medium = try drive.format(mode: mode) { Terminal.progress("formatting: \($0.oneDecimalText(width: 5))%") }
             Terminal.endProgress()
             print("\(medium.address): \(medium.profile.name), \(medium.status.rawValue)")
         }

@@ -3,7 +3,7 @@
 // mount itself until it is unmounted.
 
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 @preconcurrency import Glibc
 import SessionStore
 import Stage

@@ -4,7 +4,7 @@
 // so a bad drive, medium or mount point leaves nothing behind.
 
 import CFuse3   // `struct stat`'s members come through its headers (MemberImportVisibility)
-import Foundation
+import FoundationEssentials
 @preconcurrency import Glibc
 import SessionStore
 import Stage
@@ -20,8 +20,7 @@ struct MountService {
     /// libfuse's arguments. The fixed options come first, so that the user's can add to them.
     var fuseArguments: [String] {
         // fuse_opt splits on commas; a backslash escapes one (and itself).
-        let drive = options.drive.description.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: ",", with: "\\,")
+        let drive = options.drive.description.replacing("\\", with: "\\\\").replacing(",", with: "\\,")
         // A mount that takes no changes is `ro` for the kernel too: it refuses
         // writes itself, and does not ask for a directory's attributes again
         // after every listing (on a read-write mount a listing may change atime).

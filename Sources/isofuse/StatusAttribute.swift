@@ -4,7 +4,8 @@
 // decodes just those keys: it must find the daemon even if other keys change.
 
 import CLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 import Stage
 
 struct DaemonIdentity: Decodable {

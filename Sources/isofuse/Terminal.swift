@@ -1,11 +1,18 @@
 // Output for people: sizes, dates, a progress line on stderr.
 
-import Foundation
+import FoundationEssentials
+import Glibc
 import SessionStore
+import SystemPackage
 
 enum Terminal {
     static func error(_ line: String) {
-        FileHandle.standardError.write(Data("isofuse: \(line)\n".utf8))
+        write("isofuse: \(line)\n")
+    }
+
+    /// Writes to stderr, unbuffered.
+    static func write(_ text: String) {
+        _ = try? FileDescriptor.standardError.writeAll(text.utf8)
     }
 
     /// Whether stderr is a terminal (progress lines are for people, not logs).
@@ -14,26 +21,24 @@ enum Terminal {
     /// Rewrites the progress line in place.
     static func progress(_ text: String) {
         guard showsProgress else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+        write("\r\u{1B}[K\(text)")
     }
 
     static func endProgress() {
         guard showsProgress else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        write("\r\u{1B}[K")
     }
 
     /// "2026-11-22 05:00:00" (UTC) or "-".
     static func date(_ secondsSince1970: Int64?) -> String {
         guard let secondsSince1970 else { return "-" }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(secondsSince1970)))
+        return Date(timeIntervalSince1970: TimeInterval(secondsSince1970)).formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).dateTimeSeparator(.space).time(includingFractionalSeconds: false))
     }
 
+    /// "2026-11-22T05:00:00Z".
     static func isoDate(_ secondsSince1970: Int64?) -> String? {
-        secondsSince1970.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0))) }
+        secondsSince1970.map { Date(timeIntervalSince1970: TimeInterval($0)).formatted(.iso8601) }
     }
 
     /// Prints one JSON document on stdout.

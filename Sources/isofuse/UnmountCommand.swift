@@ -3,7 +3,7 @@
 // exits, so there is no time limit: a burn must not be cut short.
 
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 @preconcurrency import Glibc
 import SessionStore
 

@@ -1,6 +1,8 @@
-// `--capacity` sizes, and the arguments `isofuse mount` gives its daemon.
+// `--capacity` sizes, and the arguments `isofuse mount` gives its daemon;
+// sizes and percentages as isofuse prints them.
 
 @testable import isofuse
+import Stage
 import Testing
 
 @Suite struct ByteSizeTests {
@@ -60,5 +62,19 @@ import Testing
     @Test func keepsTheUsersOptions() throws {
         let arguments = try DaemonLauncher.daemonArguments(["isofuse", "mount", "a.iso", "/mnt", "-o", "allow_other"])
         #expect(arguments == ["isofuse", "mount", "--foreground", "--ready-fd", "3", "a.iso", "/mnt", "-o", "allow_other"])
+    }
+
+    /// As printf's `%.1f` and `%5.1f` wrote them.
+    @Test func sizesAndPercentagesHaveOneDecimal() {
+        #expect(UInt64(812).byteCountText == "812 B")
+        #expect(UInt64(1_700_000).byteCountText == "1.6 MiB")
+        #expect(UInt64(4_724_464_025).byteCountText == "4.4 GiB")
+        #expect(UInt64(1024).byteCountText == "1.0 KiB")
+        #expect(0.0.oneDecimalText(width: 5) == "  0.0")
+        #expect(12.34.oneDecimalText(width: 5) == " 12.3")
+        #expect(99.96.oneDecimalText(width: 5) == "100.0")
+        #expect(100.0.oneDecimalText(width: 3) == "100.0")
+        #expect(0.26.oneDecimalText() == "0.3")
+        #expect((-1.25).oneDecimalText() == "-1.3" && (-0.01).oneDecimalText() == "0.0")
     }
 }

@@ -69,6 +69,33 @@ import Testing
         #expect(medium["sessions"] as? Int == 3)
     }
 
+    @Test func tocShowsEachSessionsDateInUTC() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let fixture = try Fixtures.makeThreeSessionImage(in: dir)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(Self.run("toc", fixture.image, "--json").stdout.utf8))
+            as? [String: Any])
+        let dates = try #require((json["sessions"] as? [[String: Any]])?.compactMap { $0["date"] as? String })
+        #expect(dates.count == 3)
+        let text = try Self.run("toc", fixture.image).stdout
+        for date in dates {
+            #expect(date.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/) != nil, "\(date)")
+            #expect(text.contains(date.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "")))
+        }
+        // Made seconds ago.
+        let made = try #require(ISO8601DateFormatter().date(from: dates[2]))
+        #expect(abs(made.timeIntervalSinceNow) < 600)
+    }
+
+    /// Foundation's localization brings ICU (40 MB of libraries) into every
+    /// process: a cold `isofuse --help` took 0.11 s with it, 0.06 s without,
+    /// and a mount daemon's RSS at rest 26.7 MiB against 20.0.
+    @Test func theExecutableDoesNotLoadICU() throws {
+        let libraries = try Shell.run(["ldd", Self.isofuse]).stdout
+        #expect(libraries.contains("libFoundationEssentials"))
+        #expect(!libraries.contains("ICU") && !libraries.contains("FoundationInternationalization"))
+    }
+
     @Test func failuresAreOneLineAndNonZero() throws {
         for arguments in [["toc", "/no/such/dir/x.iso"], ["blank", "/no/such/dir/x.iso"], ["format", "--mode", "by_index_x", "a.iso"]] {
             let result = try Shell.run([Self.isofuse] + arguments)
