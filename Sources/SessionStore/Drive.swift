@@ -385,13 +385,13 @@ public final class Drive: Sendable {
     func detachImage(_ handle: DriveHandle) {
         handle.holdsLoadedTree = false
         // Not isoburn_read_image(nil, nil, ...): it refuses nil read options, and
-        // the whole tree stayed attached (~500 bytes a node, for the life of the mount).
+        // the whole tree stayed attached (~620 bytes a node, for the life of the mount).
         var empty: OpaquePointer?
         if iso_image_new("ISOIMAGE", &empty) > 0, let empty {
             isoburn_attach_image(handle.drive, empty)
         }
         _ = Libburnia.drainMessages()
-        // A libisofs tree costs ~700 bytes a node; glibc keeps freed memory unless asked.
+        // A libisofs tree costs ~620 bytes a node; glibc keeps freed memory unless asked.
         malloc_trim(0)
     }
 

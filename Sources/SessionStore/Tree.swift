@@ -8,7 +8,8 @@
 // - names and symlink targets live in one byte buffer; extents, MD5s and
 //   extended attributes in side tables that only nodes using them pay for
 //   (an empty file has no extent; MD5s are read only for a check).
-// libisofs' own tree costs ~700 bytes a node; this one about a sixth of that.
+// libisofs' own tree costs about 620 bytes a node (a million files: 609 MiB);
+// this one under 90 (records 72, names, side tables).
 
 /// A node of a `Tree`: its index. Stable for the life of the tree.
 public struct NodeID: Hashable, Sendable, Comparable, Codable {
@@ -67,7 +68,7 @@ public struct NodeAttributes: Hashable, Sendable {
 
 public struct Tree: Sendable {
     /// 72 bytes: with a million nodes, every 4 bytes more are 4 MB of the
-    /// mount, and while loading, the libisofs tree (600 bytes a node) is in
+    /// mount, and while loading, the libisofs tree (620 bytes a node) is in
     /// memory beside these.
     struct Record: Sendable, Equatable {
         var parent: UInt32

@@ -66,8 +66,8 @@ struct TreeLoader {
     }
 
     /// The records are completed where they are: the libisofs tree is still
-    /// in memory meanwhile (about 600 bytes a node), and each copy of the
-    /// records would add 80 bytes a node to the mount's peak.
+    /// in memory meanwhile (about 620 bytes a node), and each copy of the
+    /// records would add 72 bytes a node to the mount's peak.
     func load() -> Tree {
         var (nodes, records, bytes) = shape()
         let count = records.count

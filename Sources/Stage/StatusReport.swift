@@ -2,7 +2,6 @@
 // the text people read and the JSON scripts read (the spec names its keys).
 
 import FoundationEssentials
-import Glibc
 import SessionStore
 
 public struct StatusReport: Codable, Hashable, Sendable {
